@@ -1,0 +1,3 @@
+from qconv.cli import app
+
+app()

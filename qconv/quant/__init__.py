@@ -1,0 +1,89 @@
+"""Block quantizers: one module per ggml type, one contract, one registry.
+
+Every kernel module ``qconv.quant.<name>`` exposes
+
+* ``quantize_blocks(blocks)``: float32 ``(n_blocks, block_size)`` → uint8 ``(n_blocks, type_size)``,
+  bit-identical to ggml's ``quantize_row_<type>_ref`` for the same float32 input;
+* ``dequantize_blocks(data)``: uint8 ``(n_blocks, type_size)`` → float32 ``(n_blocks, block_size)``,
+  as ggml's ``dequantize_row_<type>``.
+
+Kernels vectorize across all blocks they are given; blocks never cross rows, so callers may hand any
+whole number of rows at a time. Modules are imported on first use, which keeps ``qconv info`` fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from qconv.errors import QuantizationError
+from qconv.format import QUANT_SIZES, GGMLType
+
+__all__ = ["KERNEL_MODULES", "quantize", "dequantize", "can_quantize"]
+
+# The registry: which module and functions implement which type. Adding a type is one line here
+# plus its module. The float types share one module, so their functions carry the type in the name.
+_BLOCK_FUNCTIONS = ("quantize_blocks", "dequantize_blocks")
+KERNEL_MODULES: dict[GGMLType, tuple[str, tuple[str, str]]] = {
+    GGMLType.F32: ("qconv.quant.float", ("quantize_f32", "dequantize_f32")),
+    GGMLType.F16: ("qconv.quant.float", ("quantize_f16", "dequantize_f16")),
+    GGMLType.BF16: ("qconv.quant.float", ("quantize_bf16", "dequantize_bf16")),
+    GGMLType.Q8_0: ("qconv.quant.q8_0", _BLOCK_FUNCTIONS),
+    GGMLType.Q4_0: ("qconv.quant.q4_0", _BLOCK_FUNCTIONS),
+    GGMLType.Q4_1: ("qconv.quant.q4_1", _BLOCK_FUNCTIONS),
+    GGMLType.Q5_0: ("qconv.quant.q5_0", _BLOCK_FUNCTIONS),
+    GGMLType.Q5_1: ("qconv.quant.q5_1", _BLOCK_FUNCTIONS),
+    GGMLType.Q2_K: ("qconv.quant.q2_k", _BLOCK_FUNCTIONS),
+    GGMLType.Q3_K: ("qconv.quant.q3_k", _BLOCK_FUNCTIONS),
+    GGMLType.Q4_K: ("qconv.quant.q4_k", _BLOCK_FUNCTIONS),
+    GGMLType.Q5_K: ("qconv.quant.q5_k", _BLOCK_FUNCTIONS),
+    GGMLType.Q6_K: ("qconv.quant.q6_k", _BLOCK_FUNCTIONS),
+}
+
+BlockFunction = Callable[[npt.NDArray[Any]], npt.NDArray[Any]]
+
+
+def _functions(qtype: GGMLType) -> tuple[BlockFunction, BlockFunction]:
+    try:
+        module_name, (quantize_name, dequantize_name) = KERNEL_MODULES[qtype]
+    except KeyError:
+        raise QuantizationError(f"qconv has no kernel for ggml type {qtype.name}") from None
+    module = importlib.import_module(module_name)
+    return getattr(module, quantize_name), getattr(module, dequantize_name)
+
+
+def can_quantize(qtype: GGMLType) -> bool:
+    """True when qconv can write tensors of ``qtype``."""
+    return qtype in KERNEL_MODULES
+
+
+def quantize(rows: npt.NDArray[np.float32], qtype: GGMLType) -> npt.NDArray[np.uint8]:
+    """Quantize float32 ``rows`` of shape ``(n_rows, n_cols)`` to ``(n_rows, row_nbytes)`` bytes.
+
+    Raises:
+        QuantizationError: the row length is not a multiple of the type's block size.
+    """
+    n_rows, n_cols = rows.shape
+    block_size, type_size = QUANT_SIZES[qtype]
+    if n_cols % block_size:
+        raise QuantizationError(
+            f"row length {n_cols} is not a multiple of {qtype.name}'s block size {block_size}"
+        )
+    quantize_blocks, _ = _functions(qtype)
+    blocks = np.ascontiguousarray(rows, dtype=np.float32).reshape(-1, block_size)
+    packed = quantize_blocks(blocks)
+    assert packed.shape == (blocks.shape[0], type_size), (qtype, packed.shape)
+    return packed.reshape(n_rows, n_cols // block_size * type_size)
+
+
+def dequantize(data: npt.NDArray[np.uint8], qtype: GGMLType, n_cols: int) -> npt.NDArray[np.float32]:
+    """Decode ``(n_rows, row_nbytes)`` bytes of ``qtype`` back to float32 ``(n_rows, n_cols)``."""
+    block_size, type_size = QUANT_SIZES[qtype]
+    _, dequantize_blocks = _functions(qtype)
+    blocks = np.ascontiguousarray(data, dtype=np.uint8).reshape(-1, type_size)
+    values = dequantize_blocks(blocks)
+    return values.reshape(-1, n_cols)
