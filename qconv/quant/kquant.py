@@ -1,0 +1,255 @@
+"""Pieces the K-quant kernels share: the make_qkx2_quants search, 6-bit scale packing, fp16 words.
+
+Mirrors ggml-quants.c ``make_qkx2_quants`` and ``get_scale_min_k4`` (and its inverse, written inline
+in ``quantize_row_q4_K_ref`` / ``_q5_K_ref``). Q4_K, Q5_K and Q2_K import from here; the Q3_K/Q6_K
+kernels may import the generic helpers too. These public names are stable: ``make_qkx2_quants``
+and ``round_levels`` (element-major arrays, below), ``quantize_k4_superblocks``,
+``pack_scale_min_k4`` / ``unpack_scale_min_k4``, ``fp16_bits`` / ``fp16_to_f32``, ``u16_bytes``,
+``max_positive``, ``wrap_u8`` and ``quantize_in_chunks``.
+
+Layout: the search runs on *element-major* arrays ``(n, n_sub)``, element index first and one column
+per sub-block. A C loop ``s += f(x[i])`` then becomes ``np.add.reduce(..., axis=0)``, which NumPy
+evaluates strictly in order, so float32 sums match C bit for bit (``np.sum`` along the contiguous
+axis is pairwise and does not).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+
+from qconv.quant.rounding import nearest_int
+
+F32 = npt.NDArray[np.float32]
+U8 = npt.NDArray[np.uint8]
+
+_MAGIC = np.float32(12582912.0)  # 1.5 * 2**23, as in nearest_int
+_SAFE = np.float32(4194304.0)  # 2**22: below it np.rint is exactly nearest_int
+_ZERO = np.float32(0.0)
+
+
+def fp16_bits(x: F32) -> npt.NDArray[np.uint16]:
+    """GGML_FP32_TO_FP16 as bits: round-to-nearest-even, subnormals kept, overflow to inf."""
+    return np.asarray(x, dtype=np.float32).astype(np.float16).view(np.uint16)
+
+
+def fp16_to_f32(bits: npt.NDArray[np.uint16]) -> F32:
+    """GGML_FP16_TO_FP32: exact widening of fp16 bit patterns."""
+    return np.asarray(bits, dtype=np.uint16).view(np.float16).astype(np.float32)
+
+
+def u16_bytes(bits: npt.NDArray[np.uint16]) -> U8:
+    """Little-endian bytes of a (n_blocks,) uint16 array as (n_blocks, 2) uint8."""
+    return np.asarray(bits, dtype="<u2").reshape(-1, 1).view(np.uint8)
+
+
+def max_positive(values: F32) -> F32:
+    """C's ``float m = 0; if (v > m) m = v;`` over the last axis: +0.0 when nothing is positive.
+
+    Written out because ``np.max`` with a 0 start could hand back -0.0, which fp16 stores as 0x8000.
+    """
+    top = np.max(values, axis=-1)
+    return np.where(top > 0, top, _ZERO).astype(np.float32)
+
+
+def round_levels(v: F32, nmax: int, bound: F32) -> F32:
+    """``MAX(0, MIN(nmax, nearest_int(v)))`` in place on ``v``, returned as float32 levels.
+
+    ``bound`` is a per-column upper bound of ``|v|``. When every column is finite and below 2**22,
+    np.rint equals nearest_int, and rint+clamp is 3 fast passes. Otherwise (subnormal blocks make
+    inverse scales overflow to inf) the exact integer emulation runs, giving C's 0 for inf/NaN.
+    """
+    if bool(np.all(bound < _SAFE)):
+        np.rint(v, out=v)
+        np.maximum(v, _ZERO, out=v)
+        np.minimum(v, np.float32(nmax), out=v)
+        return v
+    levels = np.clip(nearest_int(v), 0, nmax)
+    v[...] = levels
+    return v
+
+
+def _abs_bound(scale: F32, lo: F32, hi: F32) -> F32:
+    """Upper bound of |scale * t| for t in [lo, hi] (rounding is monotone, so fl() keeps it)."""
+    return np.abs(scale) * np.maximum(np.abs(lo), np.abs(hi))
+
+
+def _weighted_error(
+    x: F32, w: F32, levels: F32, scale: F32, shift: F32, use_mad: bool, out: F32
+) -> F32:
+    """``Σ_i w_i * f((scale*L_i + min) - x_i)`` with f = |·| or square, summed in element order."""
+    np.multiply(levels, scale, out=out)
+    np.add(out, shift, out=out)
+    np.subtract(out, x, out=out)
+    if use_mad:
+        np.abs(out, out=out)
+    else:
+        np.multiply(out, out, out=out)
+    np.multiply(out, w, out=out)
+    total: F32 = np.add.reduce(out, axis=0)
+    return total
+
+
+def make_qkx2_quants(
+    x: F32,
+    w: F32,
+    nmax: int,
+    rmin: float,
+    rdelta: float,
+    nstep: int,
+    use_mad: bool,
+) -> tuple[F32, F32, F32]:
+    """ggml-quants.c ``make_qkx2_quants`` for every column of element-major ``x`` at once.
+
+    Returns ``(levels, scale, the_min)``: float32 levels 0..nmax shaped like ``x``, and per column
+    the scale and the negated offset (``*the_min = -min``), exactly as C computes them. Only the
+    best candidate's inverse scale and offset are kept during the search; the levels are rebuilt
+    once. The running ``min`` changes when a candidate wins, and later candidates use the new
+    value, as in C.
+    """
+    xmin = np.minimum.reduce(x, axis=0)
+    xmax = np.maximum.reduce(x, axis=0)
+    wx = np.multiply(w, x)
+    sum_w = np.add.reduce(w, axis=0)
+    sum_x = np.add.reduce(wx, axis=0)
+    mn = np.where(xmin > 0, _ZERO, xmin).astype(np.float32)
+    flat = xmax == mn
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        iscale = (np.float32(nmax) / (xmax - mn)).astype(np.float32)
+        scale = (np.float32(1.0) / iscale).astype(np.float32)
+        # A flat column returns early in C with L = 0; iscale 0 reproduces that in round_levels.
+        iscale[flat] = 0
+        t = np.empty_like(x)
+        err_buf = np.empty_like(x)
+        wl = np.empty_like(x)
+        best_iscale, best_shift = iscale, mn
+        np.subtract(x, mn, out=t)
+        np.multiply(t, iscale, out=t)
+        levels = round_levels(t, nmax, _abs_bound(iscale, xmin - mn, xmax - mn))
+        best = _weighted_error(x, w, levels, scale, mn, use_mad, err_buf)
+        base = np.float32(rmin)
+        for step in range(nstep + 1):
+            factor = base + np.float32(rdelta) * np.float32(step) + np.float32(nmax)
+            cand_iscale = np.where(flat, _ZERO, factor / (xmax - mn)).astype(np.float32)
+            np.subtract(x, mn, out=t)
+            np.multiply(t, cand_iscale, out=t)
+            levels = round_levels(t, nmax, _abs_bound(cand_iscale, xmin - mn, xmax - mn))
+            np.multiply(w, levels, out=wl)
+            sum_l = np.add.reduce(wl, axis=0)
+            np.multiply(wl, levels, out=err_buf)
+            sum_l2 = np.add.reduce(err_buf, axis=0)
+            np.multiply(wl, x, out=err_buf)
+            sum_xl = np.add.reduce(err_buf, axis=0)
+            det = sum_w * sum_l2 - sum_l * sum_l
+            this_scale = (sum_w * sum_xl - sum_x * sum_l) / det
+            this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det
+            positive = this_min > 0
+            if positive.any():
+                this_scale = np.where(positive, sum_xl / sum_l2, this_scale)
+                this_min = np.where(positive, _ZERO, this_min)
+            err = _weighted_error(x, w, levels, this_scale, this_min, use_mad, err_buf)
+            take = (det > 0) & (err < best)
+            best_iscale = np.where(take, cand_iscale, best_iscale)
+            best_shift = np.where(take, mn, best_shift)
+            best = np.where(take, err, best)
+            scale = np.where(take, this_scale, scale)
+            mn = np.where(take, this_min, mn)
+        np.subtract(x, best_shift, out=t)
+        np.multiply(t, best_iscale, out=t)
+        levels = round_levels(
+            t, nmax, _abs_bound(best_iscale, xmin - best_shift, xmax - best_shift)
+        )
+    scale = np.where(flat, _ZERO, scale).astype(np.float32)
+    return levels, scale, (-mn).astype(np.float32)
+
+
+# Q4_K / Q5_K pack eight 6-bit scales sc_j and mins m_j into 12 bytes (inverse of get_scale_min_k4):
+#
+#   byte:   0..3             4..7             8..11
+#   bits:   SSssssss         MMmmmmmm         mmmmssss
+#           sc_j (j<4)       m_j (j<4)        low nibbles of sc_{j+4} (ssss) and m_{j+4} (mmmm)
+#           SS = sc_{j+4}>>4 MM = m_{j+4}>>4
+def pack_scale_min_k4(sc: U8, m: U8) -> U8:
+    """(n_blocks, 8) 6-bit scales and mins → (n_blocks, 12) bytes, as quantize_row_q4_K_ref does."""
+    out = np.empty((sc.shape[0], 12), dtype=np.uint8)
+    out[:, 0:4] = sc[:, :4] | ((sc[:, 4:] >> 4) << 6)
+    out[:, 4:8] = m[:, :4] | ((m[:, 4:] >> 4) << 6)
+    out[:, 8:12] = (sc[:, 4:] & 0xF) | ((m[:, 4:] & 0xF) << 4)
+    return out
+
+
+def unpack_scale_min_k4(scales: U8) -> tuple[U8, U8]:
+    """ggml-quants.c ``get_scale_min_k4`` for 8 sub-blocks: (n_blocks, 12) → sc, m (n_blocks, 8)."""
+    sc = np.empty((scales.shape[0], 8), dtype=np.uint8)
+    m = np.empty_like(sc)
+    sc[:, :4] = scales[:, 0:4] & 63
+    m[:, :4] = scales[:, 4:8] & 63
+    sc[:, 4:] = (scales[:, 8:12] & 0xF) | ((scales[:, 0:4] >> 6) << 4)
+    m[:, 4:] = (scales[:, 8:12] >> 4) | ((scales[:, 4:8] >> 6) << 4)
+    return sc, m
+
+
+def wrap_u8(v: npt.NDArray[np.int32]) -> U8:
+    """C's implicit int → uint8_t conversion: keep the low 8 bits (−1 becomes 255)."""
+    return (v & 0xFF).astype(np.uint8)
+
+
+def quantize_k4_superblocks(blocks: F32, nmax: int, rmin: float, nstep: int) -> tuple[U8, U8]:
+    """The Q4_K/Q5_K super-block pipeline on float32 (n_blocks, 256), up to packing the levels.
+
+    Mirrors the shared body of ``quantize_row_q4_K_ref`` and ``_q5_K_ref``: per 32-element
+    sub-block weights ``av_x + |x|`` and make_qkx2_quants, 6-bit scales/mins against the block
+    maxima (cast to uint8 *before* MIN(63)), fp16 d/dmin, then requantization by division.
+    Returns ``(head, levels)``: the 16 bytes d|dmin|scales and uint8 levels (n_blocks, 256).
+    """
+    n_blocks = blocks.shape[0]
+    x = np.ascontiguousarray(blocks.reshape(-1, 32).T)  # element-major (32, n_sub)
+    sum_x2 = np.add.reduce(x * x, axis=0)
+    av_x = np.sqrt(sum_x2 / np.float32(32))
+    w = av_x + np.abs(x)
+    levels, scale, the_min = make_qkx2_quants(x, w, nmax, rmin, 0.1, nstep, use_mad=False)
+    scale = scale.reshape(n_blocks, 8)
+    the_min = the_min.reshape(n_blocks, 8)
+    max_scale = max_positive(scale)[:, None]
+    max_min = max_positive(the_min)[:, None]
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        inv_scale = np.where(max_scale > 0, np.float32(63.0) / max_scale, _ZERO)
+        inv_min = np.where(max_min > 0, np.float32(63.0) / max_min, _ZERO)
+        ls = np.minimum(wrap_u8(nearest_int((inv_scale * scale).astype(np.float32))), 63)
+        lm = np.minimum(wrap_u8(nearest_int((inv_min * the_min).astype(np.float32))), 63)
+    d_bits = fp16_bits(max_scale[:, 0] / np.float32(63.0))
+    dmin_bits = fp16_bits(max_min[:, 0] / np.float32(63.0))
+    packed = pack_scale_min_k4(ls.astype(np.uint8), lm.astype(np.uint8))
+    # Requantize against the stored (fp16, 6-bit) scales; C skips sub-blocks whose d is 0 (not NaN).
+    dj = (fp16_to_f32(d_bits)[:, None] * ls.astype(np.float32)).reshape(-1)
+    dm = (fp16_to_f32(dmin_bits)[:, None] * lm.astype(np.float32)).reshape(-1)
+    keep = dj == 0
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        safe_dj = np.where(keep, np.float32(1.0), dj)
+        v = np.add(x, dm)
+        np.divide(v, safe_dj, out=v)
+        xmin = np.minimum.reduce(x, axis=0)
+        xmax = np.maximum.reduce(x, axis=0)
+        bound = np.maximum(np.abs(xmin + dm), np.abs(xmax + dm)) / np.abs(safe_dj)
+        bound[keep] = 0
+        requant = round_levels(v, nmax, bound)
+    levels = np.where(keep, levels, requant)
+    head: U8 = np.concatenate([u16_bytes(d_bits), u16_bytes(dmin_bits), packed], axis=1)
+    return head, levels.T.astype(np.uint8).reshape(n_blocks, 256)
+
+
+def quantize_in_chunks(
+    blocks: F32, type_size: int, chunk: int, quantize_chunk: Callable[[F32], U8]
+) -> U8:
+    """Run ``quantize_chunk`` over ``chunk`` blocks at a time into one (n_blocks, type_size) array.
+
+    Chunking is the main speed knob of these kernels: big enough to amortize NumPy's per-call cost,
+    small enough that the search's working arrays stay in cache.
+    """
+    blocks = np.ascontiguousarray(blocks, dtype=np.float32)
+    out = np.empty((blocks.shape[0], type_size), dtype=np.uint8)
+    for start in range(0, blocks.shape[0], chunk):
+        out[start : start + chunk] = quantize_chunk(blocks[start : start + chunk])
+    return out
