@@ -1,0 +1,101 @@
+"""Shared pytest fixtures and factories."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+# --- gguf_bytes: a struct-based GGUF byte builder (owned by the reader tests) ---------------------
+# Like tinygrad's test/unit/test_gguf.py `_build_gguf`: it spells every field out with struct so
+# tests can assert parsing of exact bytes and craft hostile files. It deliberately uses neither
+# qconv (the code under test) nor gguf-py. Everything is little-endian GGUF as in gguf.h.
+
+_GGUF_VALUE_FORMATS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?"}
+_GGUF_VALUE_FORMATS.update({10: "<Q", 11: "<q", 12: "<d"})
+_GGUF_STRING, _GGUF_ARRAY = 8, 9
+# (block_size, type_size) of the ggml types the builder sizes data for; others count as 0 bytes.
+_GGUF_TYPE_SIZES = {0: (1, 4), 1: (1, 2), 2: (32, 18), 8: (32, 34), 12: (256, 144), 30: (1, 2)}
+
+
+class GGUFBytes:
+    """Builds GGUF files byte by byte. Call it for a whole file; use the parts for hostile ones.
+
+    kvs: ``(key, value_type_id, value)``; for arrays (type 9) value is ``(item_type_id, items)``,
+    and a nested array's items are again ``(item_type_id, items)`` pairs. Keys, strings and names
+    may be ``bytes`` to write raw (e.g. invalid UTF-8).
+    tensors: ``(name, numpy_shape, ggml_type_id)`` or with a 4th item, the offset; offsets default
+    to the packed, aligned layout. shapes are written reversed (GGUF ne order).
+    """
+
+    @staticmethod
+    def string(text: str | bytes) -> bytes:
+        raw = text.encode("utf-8") if isinstance(text, str) else text
+        return struct.pack("<Q", len(raw)) + raw
+
+    def value(self, vtype: int, value: Any) -> bytes:
+        if vtype == _GGUF_STRING:
+            return self.string(value)
+        if vtype == _GGUF_ARRAY:
+            item_type, items = value
+            body = b"".join(self.value(item_type, item) for item in items)
+            return struct.pack("<IQ", item_type, len(items)) + body
+        return struct.pack(_GGUF_VALUE_FORMATS[vtype], value)
+
+    def kv(self, key: str | bytes, vtype: int, value: Any) -> bytes:
+        return self.string(key) + struct.pack("<I", vtype) + self.value(vtype, value)
+
+    @staticmethod
+    def nbytes(shape: Sequence[int], type_id: int) -> int:
+        block_size, type_size = _GGUF_TYPE_SIZES[type_id]
+        n_elements = 1
+        for dim in shape:
+            n_elements *= dim
+        return n_elements // block_size * type_size
+
+    def tensor_info(
+        self, name: str | bytes, shape: Sequence[int], type_id: int, offset: int
+    ) -> bytes:
+        ne = list(reversed(shape))  # GGUF writes the row length (NumPy's last axis) first
+        dims = struct.pack(f"<I{len(ne)}Q", len(ne), *ne)
+        return self.string(name) + dims + struct.pack("<IQ", type_id, offset)
+
+    def __call__(
+        self,
+        kvs: Sequence[tuple[Any, int, Any]] = (),
+        tensors: Sequence[tuple[Any, ...]] = (),
+        *,
+        version: int = 3,
+        alignment: int = 32,
+        data: bytes | None = None,
+        n_kv: int | None = None,
+        n_tensors: int | None = None,
+    ) -> bytes:
+        """The whole file; ``data=None`` writes zeros for each tensor, padded like a writer."""
+        infos, offset, sizes = [], 0, []
+        for name, shape, type_id, *explicit in tensors:
+            size = self.nbytes(shape, type_id) if type_id in _GGUF_TYPE_SIZES else 0
+            at = explicit[0] if explicit else offset
+            infos.append(self.tensor_info(name, shape, type_id, at))
+            sizes.append(size)
+            offset = at + -(-size // alignment) * alignment
+        header = b"GGUF" + struct.pack(
+            "<IQQ",
+            version,
+            len(tensors) if n_tensors is None else n_tensors,
+            len(kvs) if n_kv is None else n_kv,
+        )
+        header += b"".join(self.kv(*kv) for kv in kvs) + b"".join(infos)
+        header += b"\x00" * (-len(header) % alignment)
+        return header + (b"\x00" * offset if data is None else data)
+
+
+@pytest.fixture
+def gguf_bytes() -> GGUFBytes:
+    """The GGUF byte builder (see GGUFBytes)."""
+    return GGUFBytes()
+
+
+# --- end gguf_bytes ------------------------------------------------------------------------------
