@@ -1,0 +1,252 @@
+"""The ``qconv`` command: parse options, call the library, render results, map errors to exit codes.
+
+stdout carries only results (the plan, the info report, the written path, or the GGUF bytes with
+``-o -``); progress, warnings and errors go to stderr. This is the only module that prints, exits,
+or imports typer and tqdm.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from qconv import __version__
+from qconv.errors import (
+    FormatError,
+    OutputError,
+    QconvError,
+    QuantizationError,
+    SourceError,
+    UsageError,
+)
+
+# Exit codes, looked up along the exception's MRO so subclasses inherit their parent's code.
+EXIT_CODES: dict[type[QconvError], int] = {
+    QconvError: 1,
+    UsageError: 2,
+    SourceError: 3,
+    FormatError: 4,
+    QuantizationError: 5,
+    OutputError: 6,
+}
+EXIT_INTERRUPTED = 130
+
+app = typer.Typer(
+    name="qconv",
+    help="Convert Hugging Face checkpoints to quantized GGUF files, and inspect GGUF files.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def exit_code_for(error: QconvError) -> int:
+    for cls in type(error).__mro__:
+        if cls in EXIT_CODES:
+            return EXIT_CODES[cls]  # type: ignore[index]
+    return 1
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def reported_errors() -> Iterator[None]:
+    """Turn library errors into one stderr line and an exit code; QCONV_DEBUG=1 adds the traceback."""
+    try:
+        yield
+    except QconvError as e:
+        if os.environ.get("QCONV_DEBUG"):
+            traceback.print_exc()
+        _fail(str(e), exit_code_for(e))
+    except KeyboardInterrupt:
+        _fail("interrupted; no output file was written", EXIT_INTERRUPTED)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"qconv {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    ] = False,
+) -> None:
+    """qconv: Hugging Face checkpoints to GGUF in one streaming step."""
+
+
+CONVERT_EXAMPLES = """
+Examples:
+
+  qconv convert ./SmolLM2-135M --type q4_0
+
+  qconv convert HuggingFaceTB/SmolLM2-135M -t q8_0 -o smol.gguf
+
+  qconv convert model.safetensors -t f16 --dry-run
+
+  qconv convert ./model -t q8_0 -o - | ssh host 'cat > model.gguf'
+"""
+
+
+@app.command(epilog=CONVERT_EXAMPLES)
+def convert(
+    model: Annotated[
+        str, typer.Argument(help="A .safetensors file, a model folder, or a Hub repo id (org/name).")
+    ],
+    target: Annotated[
+        str,
+        typer.Option("--type", "-t", help="Output type: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1."),
+    ] = "q8_0",
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output", "-o", help="Output file; '-' streams to stdout. Default: <model>-<TYPE>.gguf."
+        ),
+    ] = None,
+    revision: Annotated[
+        str | None, typer.Option(help="Hub revision (branch, tag or commit) for a repo id.")
+    ] = None,
+    metadata: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metadata", "-m", help="Set a metadata key: KEY=VALUE or KEY:TYPE=VALUE (repeatable)."
+        ),
+    ] = None,
+    metadata_file: Annotated[
+        Path | None, typer.Option(help="JSON object of metadata keys to set.")
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option(help="Fail instead of falling back to another type for a tensor.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option(help="Print the per-tensor plan and total size; write nothing.")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output.")] = False,
+    jobs: Annotated[
+        int | None, typer.Option("--jobs", "-j", min=1, help="Worker processes (default: all cores).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
+) -> None:
+    """Convert a Hugging Face checkpoint to a GGUF file."""
+    from qconv.convert import default_output_name, plan_conversion, write_conversion
+
+    with reported_errors():
+        conversion = plan_conversion(
+            model,
+            target=target,
+            revision=revision,
+            strict=strict,
+            metadata=metadata or (),
+            metadata_file=metadata_file,
+        )
+        if not quiet:
+            for warning in conversion.warnings:
+                typer.echo(f"warning: {warning}", err=True)
+        if dry_run:
+            typer.echo(render_plan(conversion))
+            return
+        to_stdout = output == "-"
+        if to_stdout and sys.stdout.isatty():
+            raise UsageError("-o - would write binary GGUF data to a terminal; redirect stdout")
+        destination = (
+            sys.stdout.buffer
+            if to_stdout
+            else Path(output or default_output_name(conversion.source, conversion.target))
+        )
+        with _progress(conversion.data_bytes, quiet) as on_progress:
+            report = write_conversion(
+                conversion, destination, force=force, jobs=jobs, on_progress=on_progress
+            )
+        if not quiet:
+            size_mb = report.bytes_written / 1e6
+            typer.echo(
+                f"wrote {report.output}: {len(conversion.plans)} tensors, {size_mb:.1f} MB "
+                f"in {report.seconds:.1f} s",
+                err=True,
+            )
+        if not to_stdout:
+            typer.echo(report.output)
+
+
+@contextlib.contextmanager
+def _progress(total: int, quiet: bool) -> Iterator[object]:
+    from tqdm import tqdm
+
+    disable = quiet or not sys.stderr.isatty()
+    with tqdm(
+        total=total, unit="B", unit_scale=True, desc="converting", disable=disable, file=sys.stderr
+    ) as bar:
+        yield bar.update
+
+
+def render_plan(conversion: object) -> str:
+    """The --dry-run table: tensor, shape, source dtype → type, bytes, reason; then the totals."""
+    from qconv.convert import Conversion
+
+    assert isinstance(conversion, Conversion)
+    rows = [("tensor", "shape", "source", "type", "bytes", "reason")]
+    for plan in conversion.plans:
+        shape = "×".join(str(d) for d in plan.shape)
+        rows.append((plan.name, shape, plan.data.dtype, plan.qtype.name, f"{plan.nbytes:,}", plan.reason))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:5], widths)) + "  " + row[5]
+        for row in rows
+    ]
+    n_params = sum(int(_product(p.shape)) for p in conversion.plans)
+    total = conversion.data_bytes
+    bpw = 8 * total / n_params if n_params else 0.0
+    lines.append(
+        f"total: {len(conversion.plans)} tensors, {n_params:,} parameters, "
+        f"{total:,} bytes of tensor data ({bpw:.2f} bits/weight), "
+        f"file type {conversion.target.ftype.name}"
+    )
+    return "\n".join(lines)
+
+
+def _product(shape: tuple[int, ...]) -> int:
+    n = 1
+    for dim in shape:
+        n *= dim
+    return n
+
+
+INFO_EXAMPLES = """
+Examples:
+
+  qconv info model.gguf
+
+  qconv info model.gguf --json | jq '.types'
+"""
+
+
+@app.command(epilog=INFO_EXAMPLES)
+def info(
+    file: Annotated[Path, typer.Argument(help="A GGUF file (v2 or v3).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Show a GGUF file's metadata, tensors, type mix and size. Reads only the header."""
+    from qconv.info import describe, render_text, to_json
+    from qconv.reader import read_gguf
+
+    with reported_errors():
+        summary = describe(read_gguf(file))
+        if as_json:
+            typer.echo(json.dumps(to_json(summary), indent=2, ensure_ascii=False))
+        else:
+            typer.echo(render_text(summary))

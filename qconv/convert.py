@@ -1,0 +1,284 @@
+"""The conversion: open the source, plan every tensor, write header then data, one chunk at a time.
+
+This is the only module that puts source, plan, quant and writer together; the CLI calls
+:func:`plan_conversion` for ``--dry-run`` and :func:`convert` otherwise.
+
+Memory stays flat whatever the model's size: a chunk is a few MiB of whole rows (blocks never cross
+rows), and at most ``2 × jobs`` chunks are in flight. Chunks are quantized in worker processes —
+NumPy releases the GIL only inside each call, and the K-quant kernels make many short calls, so
+processes scale where threads do not — and written by the parent in order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from qconv import quant
+from qconv.errors import QuantizationError, SourceError
+from qconv.format import GGML_QNT_VERSION, Keys
+from qconv.metadata import KV, kv_string, kv_uint32, load_metadata_file, merge_kvs, parse_override
+from qconv.plan import Target, TensorPlan, parse_target, plan_tensors
+from qconv.source import SUPPORTED_DTYPES, Source, TensorData, TensorRef, open_source
+from qconv.writer import GGUFWriter, alignment_of, atomic_output, layout
+
+__all__ = ["Conversion", "Report", "convert", "default_output_name", "plan_conversion"]
+
+CHUNK_BYTES = 8 * 1024 * 1024  # float32 bytes per chunk: large enough to amortize call overhead
+ProgressCallback = Callable[[int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Conversion:
+    """A planned conversion: everything the file will hold, before any data is read."""
+
+    source: Source
+    target: Target
+    kvs: list[KV]
+    plans: list[TensorPlan]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def data_bytes(self) -> int:
+        return sum(plan.nbytes for plan in self.plans)
+
+    @property
+    def fallbacks(self) -> list[TensorPlan]:
+        return [plan for plan in self.plans if plan.fallback]
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """What a finished conversion wrote."""
+
+    conversion: Conversion
+    output: str
+    bytes_written: int
+    seconds: float
+
+
+def default_output_name(source: Source, target: Target) -> Path:
+    """``<model name>-<TYPE>.gguf`` in the current folder, as llama.cpp users name files."""
+    return Path(f"{source.name}-{target.name.upper()}.gguf")
+
+
+def plan_conversion(
+    model: str,
+    *,
+    target: str = "q8_0",
+    revision: str | None = None,
+    strict: bool = False,
+    metadata: Sequence[str] = (),
+    metadata_file: Path | None = None,
+) -> Conversion:
+    """Open ``model`` and decide every tensor's type and every metadata key; read no tensor data.
+
+    Raises:
+        UsageError, SourceError, FormatError, QuantizationError: as described by each message.
+    """
+    chosen = parse_target(target)
+    overrides = [parse_override(spec) for spec in metadata]
+    if metadata_file is not None:
+        overrides = load_metadata_file(metadata_file) + overrides
+    source = open_source(model, revision=revision)
+    tensors = [(ref.name, _checked(ref)) for ref in source.tensors]
+    plans = plan_tensors(tensors, chosen, strict=strict)
+    kvs = merge_kvs(_base_metadata(source, chosen), overrides)
+    alignment_of(kvs)  # validate a user-supplied general.alignment now, not mid-write
+    warnings = [f"{p.name}: {p.reason}" for p in plans if p.fallback]
+    return Conversion(source, chosen, kvs, plans, warnings)
+
+
+def _checked(ref: TensorRef) -> TensorData:
+    if ref.dtype not in SUPPORTED_DTYPES:
+        raise SourceError(
+            f"{ref.path}: tensor {ref.name!r} is {ref.dtype}; qconv converts "
+            f"{', '.join(SUPPORTED_DTYPES)} tensors (cast the checkpoint to bf16 or f16 first)"
+        )
+    if not ref.shape or 0 in ref.shape:
+        raise SourceError(f"{ref.path}: tensor {ref.name!r} is empty {list(ref.shape)}")
+    return ref
+
+
+def _base_metadata(source: Source, target: Target) -> list[KV]:
+    architecture = str(source.config.get("model_type") or "unknown")
+    return [
+        kv_string(Keys.ARCHITECTURE, architecture),
+        kv_string(Keys.TYPE, "model"),
+        kv_string(Keys.NAME, source.name),
+        kv_uint32(Keys.FILE_TYPE, target.ftype),
+        kv_uint32(Keys.QUANTIZATION_VERSION, GGML_QNT_VERSION),
+    ]
+
+
+def convert(
+    model: str,
+    output: str | Path | IO[bytes] | None = None,
+    *,
+    target: str = "q8_0",
+    revision: str | None = None,
+    strict: bool = False,
+    metadata: Sequence[str] = (),
+    metadata_file: Path | None = None,
+    force: bool = False,
+    jobs: int | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> Report:
+    """Convert ``model`` (file, folder or repo id) to a GGUF file at ``output``.
+
+    ``output`` may be a path, ``None`` for the default name, or an open binary stream (the CLI's
+    ``-o -``). A path is written to a temporary file and renamed only when complete.
+
+    Example:
+        >>> convert("HuggingFaceTB/SmolLM2-135M", "smol.gguf", target="q8_0")  # doctest: +SKIP
+
+    Raises:
+        QconvError subclasses: see :func:`plan_conversion`, plus OutputError for the output.
+    """
+    conversion = plan_conversion(
+        model,
+        target=target,
+        revision=revision,
+        strict=strict,
+        metadata=metadata,
+        metadata_file=metadata_file,
+    )
+    return write_conversion(conversion, output, force=force, jobs=jobs, on_progress=on_progress)
+
+
+def write_conversion(
+    conversion: Conversion,
+    output: str | Path | IO[bytes] | None,
+    *,
+    force: bool = False,
+    jobs: int | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> Report:
+    """Write a planned conversion to a path (atomically) or to an open binary stream."""
+    started = time.perf_counter()
+    if output is None:
+        output = default_output_name(conversion.source, conversion.target)
+    if isinstance(output, (str, Path)):
+        path = Path(output)
+        with atomic_output(path, force=force) as stream:
+            written = _write(conversion, stream, str(path), jobs, on_progress)
+        label = str(path)
+    else:
+        written = _write(conversion, output, "<stream>", jobs, on_progress)
+        label = "-"
+    return Report(conversion, label, written, time.perf_counter() - started)
+
+
+def _write(
+    conversion: Conversion,
+    stream: IO[bytes],
+    label: str,
+    jobs: int | None,
+    on_progress: ProgressCallback | None,
+) -> int:
+    alignment = alignment_of(conversion.kvs)
+    infos = layout([(p.name, p.shape, p.qtype) for p in conversion.plans], alignment)
+    writer = GGUFWriter(stream, label=label)
+    writer.begin(conversion.kvs, infos)
+    chunks = _chunks(conversion.plans)
+    current = 0
+    with _chunk_results(conversion.plans, chunks, jobs) as results:
+        for (plan_index, _, _), data in zip(chunks, results):
+            while current < plan_index:
+                writer.end_tensor()
+                current += 1
+            writer.write(data)
+            if on_progress is not None:
+                on_progress(len(data))
+    while current < len(conversion.plans):
+        writer.end_tensor()
+        current += 1
+    writer.close()
+    return writer.bytes_written
+
+
+Chunk = tuple[int, int, int]  # (plan index, first row, end row)
+
+
+def _chunks(plans: Sequence[TensorPlan]) -> list[Chunk]:
+    chunks = []
+    for index, plan in enumerate(plans):
+        n_cols = plan.shape[-1]
+        n_rows = int(np.prod(plan.shape[:-1], dtype=np.int64)) if len(plan.shape) > 1 else 1
+        step = max(1, CHUNK_BYTES // (4 * n_cols))
+        chunks += [(index, start, min(start + step, n_rows)) for start in range(0, n_rows, step)]
+    return chunks
+
+
+def convert_chunk(plan: TensorPlan, start: int, stop: int) -> npt.NDArray[np.uint8]:
+    """Rows ``start:stop`` of one tensor, read, checked for NaN/Inf and quantized."""
+    rows = plan.data.read_rows(start, stop)
+    finite = np.isfinite(rows)
+    if not finite.all():
+        row, col = (int(i[0]) for i in np.nonzero(~finite))
+        raise QuantizationError(
+            f"tensor {plan.data.name!r}: element [{start + row}, {col}] is {rows[row, col]}; "
+            "the checkpoint holds non-finite weights (corrupt or overflowed), refusing to write them"
+        )
+    return quant.quantize(rows, plan.qtype)
+
+
+_worker_plans: Sequence[TensorPlan] = ()
+
+
+def _init_worker(plans: Sequence[TensorPlan]) -> None:
+    global _worker_plans
+    _worker_plans = plans
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and cleans up
+
+
+def _worker_chunk(chunk: Chunk) -> npt.NDArray[np.uint8]:
+    index, start, stop = chunk
+    return convert_chunk(_worker_plans[index], start, stop)
+
+
+def default_jobs() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def _chunk_results(
+    plans: Sequence[TensorPlan], chunks: Sequence[Chunk], jobs: int | None
+) -> Iterator[Iterator[npt.NDArray[np.uint8]]]:
+    """Quantized chunks in order: inline for one job, else from a process pool, bounded in flight."""
+    jobs = default_jobs() if jobs is None else max(1, jobs)
+    if jobs == 1 or len(chunks) < 2:
+        yield (convert_chunk(plans[i], start, stop) for i, start, stop in chunks)
+        return
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    pool = multiprocessing.get_context(method).Pool(jobs, _init_worker, (plans,))
+    try:
+        yield _bounded(pool, chunks, 2 * jobs)
+        pool.close()
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+def _bounded(pool: Any, chunks: Sequence[Chunk], window: int) -> Iterator[npt.NDArray[np.uint8]]:
+    pending: deque[Any] = deque()
+    for chunk in chunks:
+        pending.append(pool.apply_async(_worker_chunk, (chunk,)))
+        if len(pending) >= window:
+            yield pending.popleft().get()
+    while pending:
+        yield pending.popleft().get()
