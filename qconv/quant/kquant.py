@@ -2,10 +2,10 @@
 
 Mirrors ggml-quants.c ``make_qkx2_quants`` and ``get_scale_min_k4`` (and its inverse, written inline
 in ``quantize_row_q4_K_ref`` / ``_q5_K_ref``). Q4_K, Q5_K and Q2_K import from here; the Q3_K/Q6_K
-kernels may import the generic helpers too. These public names are stable: ``make_qkx2_quants``
-and ``round_levels`` (element-major arrays, below), ``quantize_k4_superblocks``,
-``pack_scale_min_k4`` / ``unpack_scale_min_k4``, ``fp16_bits`` / ``fp16_to_f32``, ``u16_bytes``,
-``max_positive``, ``wrap_u8`` and ``quantize_in_chunks``.
+kernels may import the generic helpers too. These public names are stable: ``make_qkx2_quants``,
+``round_levels`` and ``requantize`` (element-major arrays, below), ``quantize_k4_superblocks``,
+``pack_scale_min_k4`` / ``unpack_scale_min_k4``, ``k4_scales_f32``, ``fp16_bits`` /
+``fp16_to_f32``, ``u16_bytes``, ``max_positive``, ``wrap_u8`` and ``quantize_in_chunks``.
 
 Layout: the search runs on *element-major* arrays ``(n, n_sub)``, element index first and one column
 per sub-block. A C loop ``s += f(x[i])`` then becomes ``np.add.reduce(..., axis=0)``, which NumPy
@@ -222,22 +222,40 @@ def quantize_k4_superblocks(blocks: F32, nmax: int, rmin: float, nstep: int) -> 
     d_bits = fp16_bits(max_scale[:, 0] / np.float32(63.0))
     dmin_bits = fp16_bits(max_min[:, 0] / np.float32(63.0))
     packed = pack_scale_min_k4(ls.astype(np.uint8), lm.astype(np.uint8))
-    # Requantize against the stored (fp16, 6-bit) scales; C skips sub-blocks whose d is 0 (not NaN).
     dj = (fp16_to_f32(d_bits)[:, None] * ls.astype(np.float32)).reshape(-1)
     dm = (fp16_to_f32(dmin_bits)[:, None] * lm.astype(np.float32)).reshape(-1)
+    levels = requantize(x, levels, dj, dm, nmax)
+    head: U8 = np.concatenate([u16_bytes(d_bits), u16_bytes(dmin_bits), packed], axis=1)
+    return head, levels.T.astype(np.uint8).reshape(n_blocks, 256)
+
+
+def requantize(x: F32, levels: F32, dj: F32, dm: F32, nmax: int) -> F32:
+    """``L = clamp(nearest_int((x + dm) / dj), 0, nmax)`` per column of element-major ``x``.
+
+    The K-quants' final pass against the stored (fp16 × integer) scales. It divides, as C does,
+    and keeps the search's levels where ``dj == 0`` (C's ``if (!d) continue``; a NaN dj is not 0).
+    """
     keep = dj == 0
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         safe_dj = np.where(keep, np.float32(1.0), dj)
         v = np.add(x, dm)
         np.divide(v, safe_dj, out=v)
-        xmin = np.minimum.reduce(x, axis=0)
-        xmax = np.maximum.reduce(x, axis=0)
-        bound = np.maximum(np.abs(xmin + dm), np.abs(xmax + dm)) / np.abs(safe_dj)
+        lo = np.minimum.reduce(x, axis=0) + dm
+        hi = np.maximum.reduce(x, axis=0) + dm
+        bound = np.maximum(np.abs(lo), np.abs(hi)) / np.abs(safe_dj)
         bound[keep] = 0
-        requant = round_levels(v, nmax, bound)
-    levels = np.where(keep, levels, requant)
-    head: U8 = np.concatenate([u16_bytes(d_bits), u16_bytes(dmin_bits), packed], axis=1)
-    return head, levels.T.astype(np.uint8).reshape(n_blocks, 256)
+        fresh = round_levels(v, nmax, bound)
+    return np.where(keep, levels, fresh)
+
+
+def k4_scales_f32(data: U8) -> tuple[F32, F32]:
+    """Per-sub-block ``d*sc_j`` and ``dmin*m_j`` of Q4_K/Q5_K bytes, shaped (n_blocks, 8, 1)."""
+    d = fp16_to_f32(data[:, 0:2].copy().view("<u2")[:, 0])
+    dmin = fp16_to_f32(data[:, 2:4].copy().view("<u2")[:, 0])
+    sc, m = unpack_scale_min_k4(data[:, 4:16])
+    scale = (d[:, None] * sc.astype(np.float32))[:, :, None]
+    offset = (dmin[:, None] * m.astype(np.float32))[:, :, None]
+    return scale, offset
 
 
 def quantize_in_chunks(
