@@ -1,0 +1,88 @@
+"""Q2_K: 256-element super-blocks of sixteen 16-element groups, 2.625 bits per weight.
+
+Mirrors ggml-quants.c ``quantize_row_q2_K_ref`` (no importance matrix) and ``dequantize_row_q2_K``.
+
+Block (84 bytes)::
+
+    offset  0             16                                                   80    82    84
+            | scales[16]  | qs[64]                                              | d   | dmin |
+              mmmmssss      qs[32h+l] = L[128h+l] | L[128h+32+l]<<2               fp16  fp16
+              (4-bit m_g,   | L[128h+64+l]<<4 | L[128h+96+l]<<6   (h < 2, l < 32)
+               4-bit sc_g)
+
+Group g covers elements 16g..16g+15: ``y = (d*sc_g)*q - dmin*m_g``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from qconv.format import QUANT_SIZES, GGMLType
+from qconv.quant.kquant import (
+    fp16_bits,
+    fp16_to_f32,
+    make_qkx2_quants,
+    max_positive,
+    quantize_in_chunks,
+    requantize,
+    u16_bytes,
+    wrap_u8,
+)
+from qconv.quant.rounding import nearest_int
+
+_TYPE_SIZE = QUANT_SIZES[GGMLType.Q2_K][1]
+_CHUNK = 384  # super-blocks per search chunk: amortizes NumPy call cost, stays in cache
+_Q4SCALE = np.float32(15.0)
+_SHIFTS = (2 * np.arange(4, dtype=np.uint8))[None, None, :, None]
+
+
+def _scale_bytes(
+    scale: npt.NDArray[np.float32], the_min: npt.NDArray[np.float32]
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint16], npt.NDArray[np.uint16]]:
+    """4-bit scales and mins against the block maxima, stored through uint8 like C (no clamp)."""
+    max_scale = max_positive(scale)[:, None]
+    max_min = max_positive(the_min)[:, None]
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        ls = nearest_int(((_Q4SCALE / max_scale) * scale).astype(np.float32))
+        lm = nearest_int(((_Q4SCALE / max_min) * the_min).astype(np.float32))
+    packed = np.where(max_scale > 0, ls, 0)
+    packed = np.where(max_min > 0, packed | (lm << 4), packed)
+    d_bits = fp16_bits(max_scale[:, 0] / _Q4SCALE)  # max_scale is +0.0 when C stores fp16(0.f)
+    dmin_bits = fp16_bits(max_min[:, 0] / _Q4SCALE)
+    return wrap_u8(packed), d_bits, dmin_bits
+
+
+def _quantize_chunk(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
+    n_blocks = blocks.shape[0]
+    x = np.ascontiguousarray(blocks.reshape(-1, 16).T)  # element-major (16, n_groups)
+    levels, scale, the_min = make_qkx2_quants(x, np.abs(x), 3, -0.5, 0.1, 15, use_mad=True)
+    scales, d_bits, dmin_bits = _scale_bytes(scale.reshape(-1, 16), the_min.reshape(-1, 16))
+    dg = (fp16_to_f32(d_bits)[:, None] * (scales & 0xF).astype(np.float32)).reshape(-1)
+    mg = (fp16_to_f32(dmin_bits)[:, None] * (scales >> 4).astype(np.float32)).reshape(-1)
+    levels = requantize(x, levels, dg, mg, 3)
+    quads = levels.T.astype(np.uint8).reshape(n_blocks, 2, 4, 32) << _SHIFTS
+    qs = np.bitwise_or.reduce(quads, axis=2).reshape(n_blocks, 64)
+    packed: npt.NDArray[np.uint8] = np.concatenate(
+        [scales, qs, u16_bytes(d_bits), u16_bytes(dmin_bits)], axis=1
+    )
+    return packed
+
+
+def quantize_blocks(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
+    """float32 (n_blocks, 256) → (n_blocks, 84) Q2_K bytes, bit-identical to ggml's reference."""
+    return quantize_in_chunks(blocks, _TYPE_SIZE, _CHUNK, _quantize_chunk)
+
+
+def dequantize_blocks(data: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+    """(n_blocks, 84) Q2_K bytes → float32 (n_blocks, 256), as dequantize_row_q2_K."""
+    data = np.ascontiguousarray(data, dtype=np.uint8)
+    d = fp16_to_f32(data[:, 80:82].copy().view("<u2")[:, 0])
+    dmin = fp16_to_f32(data[:, 82:84].copy().view("<u2")[:, 0])
+    scales = data[:, :16]
+    scale = (d[:, None] * (scales & 0xF).astype(np.float32))[:, :, None]
+    offset = (dmin[:, None] * (scales >> 4).astype(np.float32))[:, :, None]
+    qs = data[:, 16:80].reshape(-1, 2, 1, 32)
+    q = ((qs >> _SHIFTS) & 3).astype(np.float32).reshape(-1, 16, 16)
+    values: npt.NDArray[np.float32] = (scale * q - offset).reshape(-1, 256)
+    return values
