@@ -1,0 +1,170 @@
+"""Signed-scale group quantizers shared by Q6_K and Q3_K, vectorized across groups.
+
+Mirrors ggml-quants.c ``make_qx_quants`` (rmse_type 1, no importance weights: w = x*x) and
+``make_q3_quants`` (do_rmse = true). Both search one signed scale per 16-element group.
+
+Layout: every function here takes groups **element-major**, ``x[i, g]`` = element i of group g, so a
+C loop ``s += f(x[i])`` becomes ``np.add.reduce(..., axis=0)``, which NumPy evaluates row after row,
+i.e. in the same order and with the same float32 roundings as C; ``np.sum`` over a contiguous axis
+would sum pairwise and change the last bits. All arithmetic keeps the C expression order
+(``w*x[i]*l`` is ``(w*x)*l``) in float32 without fused multiply-add, as the x86-64 build does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import numpy.typing as npt
+
+from qconv.quant.rounding import nearest_int
+
+F32 = npt.NDArray[np.float32]
+
+GROUP_MAX_EPS = np.float32(1e-15)  # ggml's GROUP_MAX_EPS: below this a group counts as all zero
+# ~512 super-blocks (8192 groups) per chunk keeps the (16, groups) work arrays in L2 cache while
+# amortizing NumPy's per-call overhead (numpy-kernels.md, "chunk size is the main speed knob").
+CHUNK_BLOCKS = 512
+_QX_STEPS = [s for s in range(-9, 10) if s != 0]  # make_qx_quants' 18 extra candidate scales
+_Q3_PASSES = 5
+
+
+def chunks(n_blocks: int, chunk: int = CHUNK_BLOCKS) -> Iterator[slice]:
+    """Slices of at most ``chunk`` super-blocks covering ``range(n_blocks)``."""
+    for start in range(0, n_blocks, chunk):
+        yield slice(start, min(start + chunk, n_blocks))
+
+
+def element_major(blocks: F32, group_size: int = 16) -> F32:
+    """(n_blocks, 256) → contiguous (group_size, n_groups), groups ordered block by block."""
+    return np.ascontiguousarray(blocks.reshape(-1, group_size).T)
+
+
+def block_major(values: npt.NDArray[np.int8], n_blocks: int) -> npt.NDArray[np.uint8]:
+    """Inverse of :func:`element_major` for the quant levels: (16, n_groups) → (n_blocks, 256)."""
+    return np.ascontiguousarray(values.T).reshape(n_blocks, -1).view(np.uint8)
+
+
+def first_absmax(x: F32) -> tuple[F32, F32]:
+    """Per column: (amax, signed value of the first element with the largest |x|).
+
+    A strict ``>`` running over the leading axis, as in C, so ties keep the earliest element and a
+    NaN never becomes the maximum.
+    """
+    amax = np.zeros(x.shape[1:], dtype=np.float32)
+    signed = np.zeros(x.shape[1:], dtype=np.float32)
+    for row in x:
+        ax = np.abs(row)
+        bigger = ax > amax
+        amax = np.where(bigger, ax, amax)
+        signed = np.where(bigger, row, signed)
+    return amax, signed
+
+
+def _safe_max(amax: F32, signed: F32) -> tuple[npt.NDArray[np.bool_], F32]:
+    """Mask of all-zero groups, and ``max`` with those replaced by 1 so no lane divides by 0."""
+    zero = amax < GROUP_MAX_EPS
+    return zero, np.where(zero, np.float32(1), signed)
+
+
+def _levels(x: F32, iscale: F32, nmax: int, out: F32) -> F32:
+    """``clamp(nearest_int(iscale*x), -nmax, nmax-1)`` as float32.
+
+    ``np.rint`` equals nearest_int here because |iscale*x| <= nmax + 1 by construction.
+    ``np.clip`` with Python ints measured faster than maximum+minimum with constant arrays.
+    """
+    np.multiply(x, iscale, out=out)
+    np.rint(out, out=out)
+    return np.clip(out, -nmax, nmax - 1, out=out)
+
+
+def _weighted_sums(wx: F32, w: F32, lev: F32, tmp: F32) -> tuple[F32, F32]:
+    """Sequential ``sumlx = Σ (w*x)*l`` and ``suml2 = Σ (w*l)*l`` over the leading axis."""
+    np.multiply(wx, lev, out=tmp)
+    sumlx = np.add.reduce(tmp, axis=0)
+    np.multiply(w, lev, out=tmp)
+    np.multiply(tmp, lev, out=tmp)
+    return sumlx, np.add.reduce(tmp, axis=0)
+
+
+def make_qx_quants(x: F32, nmax: int) -> tuple[F32, npt.NDArray[np.int8]]:
+    """ggml ``make_qx_quants(16, nmax, x, L, rmse_type=1, NULL)`` for every column of ``x``.
+
+    Returns the per-group scale (usually negative) and the levels L in ``0..2*nmax-1``. Only the
+    best candidate's inverse scale is kept during the search; L is rebuilt once at the end.
+    """
+    amax, signed = first_absmax(x)
+    zero, safe_max = _safe_max(amax, signed)
+    w = x * x
+    wx = w * x
+    lev = np.empty_like(x)
+    tmp = np.empty_like(x)
+    fnmax = np.float32(nmax)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        best_iscale = -fnmax / safe_max
+        sumlx, suml2 = _weighted_sums(wx, w, _levels(x, best_iscale, nmax, lev), tmp)
+        scale = np.where(suml2 != 0, sumlx / suml2, np.float32(0))
+        best = scale * sumlx
+        for step in _QX_STEPS:
+            iscale = -(fnmax + np.float32(0.1) * np.float32(step)) / safe_max
+            sumlx, suml2 = _weighted_sums(wx, w, _levels(x, iscale, nmax, lev), tmp)
+            better = (suml2 > 0) & (sumlx * sumlx > best * suml2)
+            best_iscale = np.where(better, iscale, best_iscale)
+            scale = np.where(better, sumlx / suml2, scale)
+            best = np.where(better, scale * sumlx, best)
+    levels = _levels(x, best_iscale, nmax, lev).astype(np.int8) + np.int8(nmax)
+    levels[:, zero] = 0
+    return np.where(zero, np.float32(0), scale), levels
+
+
+def make_q3_quants(x: F32, nmax: int) -> tuple[F32, npt.NDArray[np.int8]]:
+    """ggml ``make_q3_quants(16, nmax, x, L, do_rmse=true)`` for every column of ``x``.
+
+    The refinement is sequential inside a group (changing L[i] changes the sums the test for i+1
+    uses), so the loop runs over element positions while each step is vectorized over all groups.
+    C stops a group after a pass without changes; such a pass leaves the state untouched, so the
+    next pass would change nothing either and running on is equivalent. We only stop early when
+    no group changed at all.
+    """
+    amax, signed = first_absmax(x)
+    zero, safe_max = _safe_max(amax, signed)
+    w = x * x
+    wx = w * x
+    lev = np.empty_like(x)
+    tmp = np.empty_like(x)
+    fnmax = np.float32(nmax)
+    lo, hi = np.int32(-nmax), np.int32(nmax - 1)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        iscale = -fnmax / safe_max
+        _levels(x, iscale, nmax, lev)
+        sumlx, suml2 = _weighted_sums(wx, w, lev, tmp)
+        for _ in range(_Q3_PASSES):
+            changed = False
+            for i in range(x.shape[0]):
+                changed |= _refine_position(x[i], w[i], wx[i], lev[i], sumlx, suml2, lo, hi)
+            if not changed:
+                break
+        scale = np.where(suml2 > 0, sumlx / suml2, np.float32(0))
+    levels = lev.astype(np.int8) + np.int8(nmax)
+    levels[:, zero] = 0
+    return np.where(zero, np.float32(0), scale), levels
+
+
+def _refine_position(
+    x: F32, w: F32, wx: F32, lev: F32, sumlx: F32, suml2: F32, lo: np.int32, hi: np.int32
+) -> bool:
+    """One ``i`` step of make_q3_quants' refinement pass; updates lev, sumlx, suml2 in place."""
+    slx = sumlx - wx * lev
+    positive = slx > 0
+    sl2 = suml2 - (w * lev) * lev
+    # Exact nearest_int: slx may be tiny, so the quotient can leave rint's exact range.
+    new = np.clip(nearest_int(np.divide(x * sl2, slx, dtype=np.float32)), lo, hi).astype(np.float32)
+    slx += wx * new
+    sl2 += (w * new) * new
+    accept = positive & (new != lev) & (sl2 > 0) & ((slx * slx) * suml2 > (sumlx * sumlx) * sl2)
+    if not accept.any():
+        return False
+    np.copyto(lev, new, where=accept)
+    np.copyto(sumlx, slx, where=accept)
+    np.copyto(suml2, sl2, where=accept)
+    return True

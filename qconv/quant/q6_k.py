@@ -1,0 +1,118 @@
+"""Q6_K: 256-element super-blocks of 6-bit levels with 16 signed 8-bit group scales, 210 bytes.
+
+Mirrors ggml-quants.c ``quantize_row_q6_K_ref`` and ``dequantize_row_q6_K``::
+
+    byte 0            128          192            208      210
+         | ql[128]    | qh[64]     | scales[16]   | d      |
+         | low nibbles| high 2 bits| int8 per 16  | fp16   |
+
+Element e = 128h + 32k + l (half h < 2, quarter k < 4, l < 32) holds level L in 0..63 (value
+L - 32): its low nibble is in ``ql[64h + 32*(k % 2) + l]`` (low nibble for k < 2, high for k >= 2)
+and its top two bits in ``qh[32h + l]`` bits 2k..2k+1. Group g = e // 16 decodes as
+``(d * scales[g]) * (L - 32)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from qconv.format import QUANT_SIZES, GGMLType
+from qconv.quant.kquant_qx import (
+    GROUP_MAX_EPS,
+    block_major,
+    chunks,
+    element_major,
+    first_absmax,
+    make_qx_quants,
+)
+from qconv.quant.rounding import nearest_int
+
+__all__ = ["dequantize_blocks", "quantize_blocks"]
+
+BLOCK_SIZE, TYPE_SIZE = QUANT_SIZES[GGMLType.Q6_K]
+_N_GROUPS = 16
+_NMAX = 32
+_QH_SHIFTS = np.array([0, 2, 4, 6], dtype=np.uint8).reshape(1, 1, 4, 1)
+
+
+def quantize_blocks(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
+    """Quantize float32 ``(n_blocks, 256)`` to Q6_K bytes ``(n_blocks, 210)``.
+
+    Bit-identical to ggml's reference quantizer (no importance matrix). Works in chunks of
+    super-blocks so the element-major work arrays stay cache-sized.
+
+    Raises:
+        Nothing: every finite or non-finite input gives bytes, as in C.
+    """
+    blocks = np.asarray(blocks, dtype=np.float32)
+    out = np.empty((blocks.shape[0], TYPE_SIZE), dtype=np.uint8)
+    for part in chunks(blocks.shape[0]):
+        out[part] = _quantize_chunk(blocks[part])
+    return out
+
+
+def _quantize_chunk(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
+    n_blocks = blocks.shape[0]
+    x = element_major(blocks)
+    group_scales, levels = make_qx_quants(x, _NMAX)
+    scales = group_scales.reshape(n_blocks, _N_GROUPS)
+    max_abs, max_scale = first_absmax(np.ascontiguousarray(scales.T))
+    empty = max_abs < GROUP_MAX_EPS  # C zeroes the whole block
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        iscale = np.float32(-128) / np.where(empty, np.float32(1), max_scale)
+        d = (np.float32(1) / iscale).astype(np.float16)
+        # MIN(127, …) then the int -> int8_t store, which wraps; the dominant group lands on -128.
+        q_scales = np.minimum(
+            nearest_int(np.multiply(iscale[:, None], scales, dtype=np.float32)), 127
+        ).astype(np.int8)
+        dg = (d.astype(np.float32)[:, None] * q_scales.astype(np.float32)).reshape(-1)
+        nonzero = dg != 0  # C keeps make_qx_quants' levels where the group scale is 0
+        requant = nearest_int(np.divide(x, np.where(nonzero, dg, 1), dtype=np.float32))
+    requant = np.clip(requant, -_NMAX, _NMAX - 1).astype(np.int8) + np.int8(_NMAX)
+    levels = np.where(nonzero, requant, levels)
+    packed = np.concatenate(
+        [
+            *_pack_levels(block_major(levels, n_blocks)),
+            q_scales.view(np.uint8),
+            d.reshape(-1, 1).view(np.uint8),
+        ],
+        axis=1,
+    )
+    packed[empty] = 0
+    assert packed.shape[1] == TYPE_SIZE
+    return packed
+
+
+def _pack_levels(
+    levels: npt.NDArray[np.uint8],
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
+    """(n, 256) levels 0..63 → (ql (n, 128), qh (n, 64)), the layout in the module docstring."""
+    n = levels.shape[0]
+    quarters = levels.reshape(n, 2, 4, 32)
+    ql = (quarters[:, :, :2] & 15) | ((quarters[:, :, 2:] & 15) << 4)
+    high = quarters >> 4
+    qh = high[:, :, 0] | (high[:, :, 1] << 2) | (high[:, :, 2] << 4) | (high[:, :, 3] << 6)
+    return ql.reshape(n, 128).astype(np.uint8), qh.reshape(n, 64).astype(np.uint8)
+
+
+def dequantize_blocks(data: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+    """Decode Q6_K bytes ``(n_blocks, 210)`` to float32 ``(n_blocks, 256)``, as dequantize_row_q6_K.
+
+    Raises:
+        Nothing: any bytes decode (a non-finite fp16 d gives non-finite values, as in C).
+    """
+    data = np.asarray(data, dtype=np.uint8)
+    n = data.shape[0]
+    ql = data[:, :128].reshape(n, 2, 2, 32)
+    qh = data[:, 128:192].reshape(n, 2, 1, 32)
+    low = np.concatenate([ql & 15, ql >> 4], axis=2)
+    high = (qh >> _QH_SHIFTS) & 3
+    values = (low | (high << 4)).astype(np.float32) - np.float32(_NMAX)
+    scales = data[:, 192:208].view(np.int8).astype(np.float32)
+    d = np.ascontiguousarray(data[:, 208:210]).view(np.float16).astype(np.float32)
+    dl = d * scales  # C: d * sc[is] * q, i.e. (d*sc)*q
+    decoded: npt.NDArray[np.float32] = np.multiply(
+        dl[:, :, None], values.reshape(n, _N_GROUPS, 16), dtype=np.float32
+    )
+    return decoded.reshape(n, BLOCK_SIZE)
