@@ -149,6 +149,11 @@ def _infer(value: Any) -> tuple[GGUFValueType, GGUFValueType | None]:
     raise UsageError(f"cannot store {value!r} as GGUF metadata")
 
 
+def _untyped(key: str, value: Any) -> KV:
+    vtype, item_type = _infer(value)
+    return KV(key, vtype, value, item_type)
+
+
 def _integer_width(vtype: GGUFValueType) -> int:
     order = [GGUFValueType.UINT32, GGUFValueType.INT32, GGUFValueType.INT64, GGUFValueType.UINT64]
     return order.index(vtype) if vtype in order else -1
@@ -198,7 +203,7 @@ def parse_override(spec: str) -> KV:
             raise UsageError(f"--metadata {spec!r}: unknown type {type_name!r} ({known})") from None
         kv = KV(key, vtype, _convert_text(text, vtype, key))
     else:
-        kv = KV(key, *_infer(_literal(text)))
+        kv = _untyped(key, _literal(text))
     validate_kv(kv)
     return kv
 
@@ -237,7 +242,7 @@ def load_metadata_file(path: Path) -> list[KV]:
         if isinstance(value, dict):
             kvs.append(_typed_entry(path, key, value))
         else:
-            kvs.append(KV(key, *_infer(value)))
+            kvs.append(_untyped(key, value))
         validate_kv(kvs[-1])
     return kvs
 

@@ -99,3 +99,86 @@ def gguf_bytes() -> GGUFBytes:
 
 
 # --- end gguf_bytes ------------------------------------------------------------------------------
+
+
+# --- checkpoints and the offline hub (owned by the convert/source tests) --------------------------
+# Tests never touch the network: the hub is forced offline before huggingface_hub is imported, and
+# hub-path tests lay out a real cache (models--org--name/refs, blobs, snapshots) in tmp_path.
+import hashlib  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+
+from synthetic import LlamaShape, write_llama_checkpoint, write_safetensors  # noqa: E402
+
+TINY_SHAPE = LlamaShape(n_layers=2, hidden=256, intermediate=512, n_heads=4, n_kv_heads=2, vocab=320)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path: Path) -> Path:
+    """A 2-layer Llama-shaped BF16 checkpoint in one model.safetensors."""
+    return write_llama_checkpoint(tmp_path / "tiny-llama", TINY_SHAPE, dtype="BF16")
+
+
+@pytest.fixture
+def sharded_checkpoint(tmp_path: Path) -> Path:
+    """The same model as tiny_checkpoint, in three shards with model.safetensors.index.json."""
+    return write_llama_checkpoint(tmp_path / "tiny-llama-sharded", TINY_SHAPE, n_shards=3)
+
+
+@pytest.fixture
+def mixed_checkpoint(tmp_path: Path, rng: np.random.Generator) -> Path:
+    """One file with F32, F16 and BF16 tensors, a 1-D norm, a bias and an odd-width matrix."""
+    path = tmp_path / "mixed.safetensors"
+    write_safetensors(
+        path,
+        {
+            "w.f32.weight": ("F32", rng.standard_normal((8, 64)).astype(np.float32)),
+            "w.f16.weight": ("F16", rng.standard_normal((4, 96)).astype(np.float32)),
+            "w.bf16.weight": ("BF16", rng.standard_normal((16, 128)).astype(np.float32)),
+            "norm.weight": ("BF16", np.ones(64, dtype=np.float32)),
+            "proj.bias": ("F32", rng.standard_normal(64).astype(np.float32)),
+            "odd.weight": ("BF16", rng.standard_normal((6, 100)).astype(np.float32)),
+        },
+    )
+    return path
+
+
+def make_hub_cache(cache: Path, repo_id: str, source_dir: Path, revision: str = "main") -> Path:
+    """Lay out ``source_dir`` as huggingface_hub's cache does: blobs, a snapshot of links, refs."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    commit = hashlib.sha1(repo_id.encode()).hexdigest()
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (repo / "blobs").mkdir()
+    for file in sorted(source_dir.iterdir()):
+        data = file.read_bytes()
+        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.write_bytes(data)
+        (snapshot / file.name).symlink_to(os.path.relpath(blob, snapshot))
+    (repo / "refs").mkdir()
+    (repo / "refs" / revision).write_text(commit)
+    return snapshot
+
+
+@pytest.fixture
+def hub_cache(tmp_path: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A hub cache holding tiny_checkpoint as 'qconv-test/tiny-llama', made the active cache."""
+    import huggingface_hub.constants as hf_constants
+
+    cache = tmp_path / "hf-home" / "hub"
+    make_hub_cache(cache, "qconv-test/tiny-llama", tiny_checkpoint)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    return cache

@@ -1,0 +1,235 @@
+"""End-to-end conversions, checked with llama.cpp's gguf package as an independent reader/quantizer."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import gguf
+import numpy as np
+import pytest
+
+from qconv.convert import convert, plan_conversion
+from qconv.errors import OutputError, QuantizationError, SourceError, UsageError
+from qconv.format import GGMLType
+from qconv.source import open_source
+from synthetic import write_safetensors
+
+
+def read_tensors(path: Path) -> dict[str, gguf.ReaderTensor]:
+    return {t.name: t for t in gguf.GGUFReader(path).tensors}
+
+
+def source_rows(model: Path, name: str) -> np.ndarray:
+    ref = next(r for r in open_source(str(model)).tensors if r.name == name)
+    return ref.read_rows(0, ref.n_rows)
+
+
+def field_value(reader: gguf.GGUFReader, key: str) -> object:
+    return reader.fields[key].contents()
+
+
+@pytest.mark.parametrize("target", ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1"])
+def test_quantized_tensors_equal_gguf_quants_of_the_widened_source(
+    tiny_checkpoint: Path, tmp_path: Path, target: str
+) -> None:
+    out = tmp_path / "out.gguf"
+    convert(str(tiny_checkpoint), out, target=target, jobs=1)
+    qtype = gguf.GGMLQuantizationType[target.upper()]
+    tensors = read_tensors(out)
+    name = "model.layers.1.mlp.down_proj.weight"
+    expected = gguf.quants.quantize(source_rows(tiny_checkpoint, name), qtype)
+    assert tensors[name].tensor_type == qtype
+    assert np.array_equal(np.asarray(tensors[name].data).reshape(expected.shape), expected)
+
+
+def test_gguf_reader_sees_the_planned_names_shapes_types_and_offsets(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.gguf"
+    report = convert(str(tiny_checkpoint), out, target="q8_0", jobs=1)
+    reader = gguf.GGUFReader(out)
+    plans = report.conversion.plans
+    assert [t.name for t in reader.tensors] == [p.name for p in plans]
+    for tensor, plan in zip(reader.tensors, plans):
+        assert tuple(int(d) for d in reversed(tensor.shape)) == plan.shape
+        assert int(tensor.tensor_type) == int(plan.qtype)
+        assert tensor.n_bytes == plan.nbytes
+    offsets = [int(t.data_offset) for t in reader.tensors]
+    assert all(o % 32 == 0 for o in offsets) and offsets == sorted(offsets)
+    assert out.stat().st_size == report.bytes_written
+    assert field_value(reader, "general.architecture") == "llama"
+    assert field_value(reader, "general.file_type") == 7
+    assert field_value(reader, "general.quantization_version") == 2
+
+
+def test_bf16_source_widens_exactly_to_f32(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.gguf"
+    convert(str(tiny_checkpoint), out, target="f32", jobs=1)
+    name = "model.layers.0.self_attn.q_proj.weight"
+    ref = next(r for r in open_source(str(tiny_checkpoint)).tensors if r.name == name)
+    raw = np.fromfile(ref.path, dtype="<u2", count=ref.nbytes // 2, offset=ref.offset)
+    expected = (raw.astype(np.uint32) << 16).view(np.float32).reshape(ref.shape)
+    assert np.array_equal(np.asarray(read_tensors(out)[name].data), expected)
+
+
+def test_bf16_target_keeps_bf16_source_bits(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.gguf"
+    convert(str(tiny_checkpoint), out, target="bf16", jobs=1)
+    name = "model.embed_tokens.weight"
+    ref = next(r for r in open_source(str(tiny_checkpoint)).tensors if r.name == name)
+    raw = np.fromfile(ref.path, dtype=np.uint8, count=ref.nbytes, offset=ref.offset)
+    assert np.array_equal(np.asarray(read_tensors(out)[name].data).view(np.uint8).ravel(), raw)
+
+
+def test_folder_file_and_hub_give_identical_files(
+    tiny_checkpoint: Path, hub_cache: Path, tmp_path: Path
+) -> None:
+    outputs = {}
+    for label, spec in {
+        "folder": str(tiny_checkpoint),
+        "file": str(tiny_checkpoint / "model.safetensors"),
+        "hub": "qconv-test/tiny-llama",
+    }.items():
+        out = tmp_path / f"{label}.gguf"
+        convert(spec, out, target="q4_0", jobs=1, metadata=["general.name=tiny"])
+        outputs[label] = out.read_bytes()
+    assert outputs["folder"] == outputs["file"] == outputs["hub"]
+
+
+def test_shards_are_read_from_the_index_with_the_same_tensor_data(
+    tiny_checkpoint: Path, sharded_checkpoint: Path, tmp_path: Path
+) -> None:
+    convert(str(tiny_checkpoint), tmp_path / "single.gguf", target="q4_0", jobs=1)
+    convert(str(sharded_checkpoint), tmp_path / "sharded.gguf", target="q4_0", jobs=1)
+    single, sharded = read_tensors(tmp_path / "single.gguf"), read_tensors(tmp_path / "sharded.gguf")
+    assert sorted(single) == sorted(sharded)
+    for name, tensor in single.items():
+        assert np.array_equal(np.asarray(tensor.data), np.asarray(sharded[name].data)), name
+    # llama.cpp's converter order: shard files in index order, names sorted within each shard
+    shard_names = sorted(p.name for p in sharded_checkpoint.glob("model-*.safetensors"))
+    assert list(sharded)[0] == "model.embed_tokens.weight"  # first tensor of the first shard
+    assert len(shard_names) == 3
+
+
+def test_two_worker_processes_write_the_same_bytes_as_one(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("qconv.convert.CHUNK_BYTES", 64 * 1024)  # many chunks per tensor
+    convert(str(tiny_checkpoint), tmp_path / "one.gguf", target="q4_0", jobs=1)
+    convert(str(tiny_checkpoint), tmp_path / "two.gguf", target="q4_0", jobs=2)
+    assert (tmp_path / "one.gguf").read_bytes() == (tmp_path / "two.gguf").read_bytes()
+
+
+def test_streaming_to_a_binary_stream_matches_the_file(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    convert(str(tiny_checkpoint), tmp_path / "file.gguf", target="q8_0", jobs=1)
+    stream = io.BytesIO()
+    convert(str(tiny_checkpoint), stream, target="q8_0", jobs=1)
+    assert stream.getvalue() == (tmp_path / "file.gguf").read_bytes()
+
+
+def test_mixed_dtypes_norms_biases_and_fallbacks_are_planned(mixed_checkpoint: Path) -> None:
+    conversion = plan_conversion(str(mixed_checkpoint), target="q4_0")
+    types = {p.name: (p.qtype, p.reason) for p in conversion.plans}
+    assert types["w.f32.weight"][0] == GGMLType.Q4_0
+    assert types["w.f16.weight"][0] == GGMLType.Q4_0
+    assert types["norm.weight"][0] == GGMLType.F32
+    assert types["proj.bias"][0] == GGMLType.F32
+    assert types["odd.weight"][0] == GGMLType.F16
+    assert "100" in types["odd.weight"][1]
+    assert conversion.warnings == [f"odd.weight: {types['odd.weight'][1]}"]
+
+
+def test_strict_turns_a_fallback_into_an_error(mixed_checkpoint: Path) -> None:
+    with pytest.raises(QuantizationError, match="odd.weight.*--strict"):
+        plan_conversion(str(mixed_checkpoint), target="q4_0", strict=True)
+
+
+def test_non_finite_weights_fail_naming_the_tensor_and_leave_no_file(tmp_path: Path) -> None:
+    values = np.zeros((4, 64), dtype=np.float32)
+    values[2, 5] = np.nan
+    model = tmp_path / "nan.safetensors"
+    write_safetensors(model, {"bad.weight": ("F32", values)})
+    out = tmp_path / "out.gguf"
+    with pytest.raises(QuantizationError, match=r"bad.weight.*\[2, 5\].*nan"):
+        convert(str(model), out, target="q8_0", jobs=1)
+    assert list(tmp_path.iterdir()) == [model]
+
+
+@pytest.mark.parametrize("dtype", ["I32", "F64"])
+def test_unsupported_dtype_names_file_tensor_and_supported_types(
+    tmp_path: Path, dtype: str
+) -> None:
+    model = tmp_path / "ints.safetensors"
+    write_safetensors(model, {"ids.weight": (dtype, np.arange(64).reshape(2, 32))})
+    with pytest.raises(SourceError, match=rf"ints.safetensors: tensor 'ids.weight' is {dtype}.*BF16"):
+        plan_conversion(str(model), target="q8_0")
+
+
+def test_existing_output_needs_force(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.gguf"
+    out.write_bytes(b"keep me")
+    with pytest.raises(OutputError, match="--force"):
+        convert(str(tiny_checkpoint), out, target="f16", jobs=1)
+    assert out.read_bytes() == b"keep me"
+    convert(str(tiny_checkpoint), out, target="f16", jobs=1, force=True)
+    assert out.read_bytes()[:4] == b"GGUF"
+
+
+def test_interrupted_write_leaves_neither_output_nor_temp_file(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = []
+
+    def interrupt(nbytes: int) -> None:
+        calls.append(nbytes)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        convert(str(tiny_checkpoint), out_dir / "x.gguf", target="q8_0", jobs=2, on_progress=interrupt)
+    assert list(out_dir.iterdir()) == []
+
+
+def test_metadata_overrides_are_typed_and_replace_defaults(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    meta_file = tmp_path / "meta.json"
+    meta_file.write_text('{"general.license": "mit", "custom.ids": {"type": "array:u32", "value": [1, 2]}}')
+    out = tmp_path / "out.gguf"
+    convert(
+        str(tiny_checkpoint),
+        out,
+        target="f16",
+        jobs=1,
+        metadata=["general.name=Tiny Llama", "custom.count:u64=5", "custom.ratio=0.5"],
+        metadata_file=meta_file,
+    )
+    reader = gguf.GGUFReader(out)
+    assert field_value(reader, "general.name") == "Tiny Llama"
+    assert field_value(reader, "general.license") == "mit"
+    assert field_value(reader, "custom.ids") == [1, 2]
+    assert reader.fields["custom.count"].types == [gguf.GGUFValueType.UINT64]
+    assert reader.fields["custom.ratio"].types == [gguf.GGUFValueType.FLOAT32]
+    keys = list(reader.fields)
+    assert keys.index("general.name") < keys.index("general.file_type")  # replaced in place
+
+
+def test_unknown_type_lists_the_choices(tiny_checkpoint: Path) -> None:
+    with pytest.raises(UsageError, match="unknown --type 'q3_0'.*q8_0"):
+        plan_conversion(str(tiny_checkpoint), target="q3_0")
+
+
+def test_peak_memory_does_not_hold_the_model(tmp_path: Path) -> None:
+    """Chunks are rows of one tensor: a 64 MiB tensor converts through 8 MiB chunks."""
+    model = tmp_path / "big.safetensors"
+    write_safetensors(model, {"big.weight": ("F32", np.ones((4096, 4096), dtype=np.float32))})
+    from qconv.convert import _chunks
+
+    plans = plan_conversion(str(model), target="q8_0").plans
+    chunks = _chunks(plans)
+    assert len(chunks) == 8 and all(stop - start == 512 for _, start, stop in chunks)

@@ -1,0 +1,157 @@
+"""Opening sources: safetensors headers, folders, shard indexes, the hub cache, and bad input."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qconv.errors import FormatError, SourceError
+from qconv.source import PermutedTensor, open_source, read_safetensors_header
+from synthetic import to_bf16_bits, write_safetensors
+
+
+def test_header_entries_become_sorted_refs_with_absolute_offsets(tmp_path: Path) -> None:
+    path = tmp_path / "m.safetensors"
+    b = np.arange(6, dtype=np.float32).reshape(2, 3)
+    write_safetensors(path, {"z.weight": ("F32", b), "a.weight": ("F16", b)})
+    refs = read_safetensors_header(path)
+    assert [r.name for r in refs] == ["a.weight", "z.weight"]
+    (header_len,) = struct.unpack("<Q", path.read_bytes()[:8])
+    assert refs[1].offset == 8 + header_len and refs[1].nbytes == 24
+    assert refs[0].offset == 8 + header_len + 24 and refs[0].dtype == "F16"
+    assert np.array_equal(refs[1].read_rows(0, 2), b)
+    assert np.array_equal(refs[0].read_rows(1, 2), b[1:])
+
+
+def test_bf16_rows_widen_bit_exactly(tmp_path: Path, rng: np.random.Generator) -> None:
+    values = rng.standard_normal((5, 64)).astype(np.float32) * 1e3
+    path = tmp_path / "m.safetensors"
+    write_safetensors(path, {"w": ("BF16", values)})
+    (ref,) = read_safetensors_header(path)
+    expected = (to_bf16_bits(values).astype(np.uint32) << 16).view(np.float32)
+    assert np.array_equal(ref.read_rows(0, 5), expected)
+    assert np.array_equal(ref.read_rows(2, 4), expected[2:4])
+
+
+def test_permuted_tensor_reads_rows_in_the_given_order(tmp_path: Path) -> None:
+    values = np.arange(40, dtype=np.float32).reshape(8, 5)
+    path = tmp_path / "m.safetensors"
+    write_safetensors(path, {"w": ("F32", values)})
+    (ref,) = read_safetensors_header(path)
+    order = np.array([1, 0, 3, 2, 5, 4, 7, 6])
+    permuted = PermutedTensor(ref, order, "w")
+    assert np.array_equal(permuted.read_rows(0, 8), values[order])
+    assert np.array_equal(permuted.read_rows(2, 5), values[order[2:5]])
+
+
+def _raw_file(path: Path, header: bytes | dict, data: bytes = b"", length: int | None = None) -> Path:
+    raw = header if isinstance(header, bytes) else json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(raw) if length is None else length) + raw + data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("header", "data", "length", "message"),
+    [
+        (b"", b"", None, "too short|not valid JSON"),
+        (b"{not json", b"", None, "not valid JSON"),
+        (b"[1, 2]", b"", None, "not a JSON object"),
+        ({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 4, None, "past the end"),
+        ({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, b"\0" * 8, None, "needs 12"),
+        ({"w": {"dtype": "Q9", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 8, None, "unknown dtype"),
+        ({"w": {"shape": [2]}}, b"", None, "malformed"),
+        ({}, b"", 10**12, "exceeds the file"),
+    ],
+)
+def test_corrupt_headers_raise_format_errors_naming_the_file(
+    tmp_path: Path, header: bytes | dict, data: bytes, length: int | None, message: str
+) -> None:
+    path = _raw_file(tmp_path / "bad.safetensors", header, data, length)
+    with pytest.raises(FormatError, match=message) as info:
+        read_safetensors_header(path)
+    assert "bad.safetensors" in str(info.value)
+
+
+def test_shards_come_from_the_index_not_a_glob(sharded_checkpoint: Path) -> None:
+    (sharded_checkpoint / "model-99999-of-99999.safetensors").write_bytes(b"junk")
+    source = open_source(str(sharded_checkpoint))
+    assert [f.name for f in source.files] == [
+        f"model-0000{i}-of-00003.safetensors" for i in (1, 2, 3)
+    ]
+    assert source.config["model_type"] == "llama"
+    assert source.name == "tiny-llama-sharded"
+
+
+def test_missing_shard_is_a_source_error(sharded_checkpoint: Path) -> None:
+    (sharded_checkpoint / "model-00002-of-00003.safetensors").unlink()
+    with pytest.raises(SourceError, match="model-00002-of-00003.safetensors: listed in .* missing"):
+        open_source(str(sharded_checkpoint))
+
+
+def test_index_entry_absent_from_its_shard_is_a_source_error(sharded_checkpoint: Path) -> None:
+    index_path = sharded_checkpoint / "model.safetensors.index.json"
+    index = json.loads(index_path.read_text())
+    index["weight_map"]["model.extra.weight"] = "model-00001-of-00003.safetensors"
+    index_path.write_text(json.dumps(index))
+    with pytest.raises(SourceError, match="'model.extra.weight'.*not in any shard"):
+        open_source(str(sharded_checkpoint))
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"pytorch_model.bin": b"x"}, "pickle checkpoints are not supported"),
+        ({"notes.txt": b"x"}, "no model.safetensors or model.safetensors.index.json"),
+    ],
+)
+def test_folders_without_safetensors_explain_what_is_needed(
+    tmp_path: Path, files: dict[str, bytes], message: str
+) -> None:
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    with pytest.raises(SourceError, match=message):
+        open_source(str(tmp_path))
+
+
+def test_pickle_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "model.pt").write_bytes(b"x")
+    with pytest.raises(SourceError, match="model.pt: PyTorch pickle"):
+        open_source(str(tmp_path / "model.pt"))
+
+
+def test_nonexistent_path_that_is_not_a_repo_id(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="no such file or folder"):
+        open_source(str(tmp_path / "nope"))
+
+
+def test_repo_id_resolves_from_the_offline_hub_cache(hub_cache: Path) -> None:
+    source = open_source("qconv-test/tiny-llama")
+    assert source.name == "tiny-llama"
+    assert source.root is not None and source.root.parent.name == "snapshots"
+    assert len(source.tensors) == 2 + 2 * 9 + 1
+
+
+def test_repo_id_missing_from_an_offline_cache_says_what_to_do(hub_cache: Path) -> None:
+    with pytest.raises(SourceError, match="not in the local Hugging Face cache.*HF_HUB_OFFLINE"):
+        open_source("qconv-test/absent-model")
+
+
+def test_hub_download_is_restricted_to_needed_files(
+    monkeypatch: pytest.MonkeyPatch, tiny_checkpoint: Path
+) -> None:
+    calls = {}
+
+    def fake_snapshot_download(repo_id: str, **kwargs: object) -> str:
+        calls.update(kwargs, repo_id=repo_id)
+        return str(tiny_checkpoint)
+
+    monkeypatch.setattr("huggingface_hub.snapshot_download", fake_snapshot_download)
+    open_source("org/model", revision="v1.0")
+    assert calls["repo_id"] == "org/model" and calls["revision"] == "v1.0"
+    patterns = calls["allow_patterns"]
+    assert "*.safetensors" in patterns and "*.json" in patterns and "tokenizer.model" in patterns
+    assert not any(p.endswith((".bin", ".pt")) for p in patterns)
