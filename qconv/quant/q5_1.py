@@ -1,0 +1,70 @@
+"""Q5_1: 32 weights as 5-bit codes above a minimum, fp16 scale and minimum (24 bytes per block).
+
+Mirrors ggml-quants.c ``quantize_row_q5_1_ref`` and ``dequantize_row_q5_1``::
+
+    byte  0      1      2      3      4    5    6    7      8    ...   23
+        [ d (fp16 LE) ][ m (fp16 LE) ][ qh (uint32 LE)    ][ qs[0] ... qs[15] ]
+    qs, qh: as in Q5_0
+    x[j] ≈ q[j] * d + m                 q in 0..31 (two float32 roundings: no FMA in ggml-base)
+
+Quantization is Q4_1's with 32 levels: ``d = (max - min) / 31``,
+``q = (uint8_t)((x - min)*id + 0.5f)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from qconv.format import QK, QUANT_SIZES, GGMLType
+from qconv.quant.float import fp16_values, put_fp16
+from qconv.quant.q4_0 import (
+    F32,
+    Bytes,
+    Floats,
+    byte_blocks,
+    float_blocks,
+    map_chunks,
+    pack_nibbles,
+)
+from qconv.quant.q4_1 import asymmetric_codes, dequantize_with_minimum
+from qconv.quant.q5_0 import pack_high_bits, unpack_codes
+
+_TYPE_SIZE = QUANT_SIZES[GGMLType.Q5_1][1]
+
+
+def _quantize_chunk(blocks: Floats, out: Bytes) -> None:
+    d, low, q = asymmetric_codes(blocks, 32)
+    put_fp16(out, 0, d)
+    put_fp16(out, 2, low)
+    pack_high_bits(q, out[:, 4:8])
+    pack_nibbles(q, out[:, 8:])
+
+
+def _dequantize_chunk(data: Bytes, out: Floats) -> None:
+    q = unpack_codes(data[:, 4:8], data[:, 8:])
+    dequantize_with_minimum(q, fp16_values(data[:, :2]), fp16_values(data[:, 2:4]), out)
+
+
+def quantize_blocks(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
+    """float32 ``(n_blocks, 32)`` → ``(n_blocks, 24)`` Q5_1 bytes, as quantize_row_q5_1_ref.
+
+    Raises:
+        QuantizationError: ``blocks`` is not ``(n_blocks, 32)``.
+    """
+    blocks = float_blocks(blocks)
+    out = np.empty((blocks.shape[0], _TYPE_SIZE), dtype=np.uint8)
+    map_chunks(blocks, out, _quantize_chunk)
+    return out
+
+
+def dequantize_blocks(data: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+    """``(n_blocks, 24)`` Q5_1 bytes → float32 ``(n_blocks, 32)``, as dequantize_row_q5_1.
+
+    Raises:
+        QuantizationError: ``data`` is not ``(n_blocks, 24)``.
+    """
+    data = byte_blocks(data, _TYPE_SIZE)
+    out = np.empty((data.shape[0], QK), dtype=F32)
+    map_chunks(data, out, _dequantize_chunk)
+    return out
