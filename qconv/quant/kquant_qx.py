@@ -12,7 +12,7 @@ would sum pairwise and change the last bits. All arithmetic keeps the C expressi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
@@ -29,10 +29,23 @@ _QX_STEPS = [s for s in range(-9, 10) if s != 0]  # make_qx_quants' 18 extra can
 _Q3_PASSES = 5
 
 
-def chunks(n_blocks: int, chunk: int = CHUNK_BLOCKS) -> Iterator[slice]:
-    """Slices of at most ``chunk`` super-blocks covering ``range(n_blocks)``."""
-    for start in range(0, n_blocks, chunk):
-        yield slice(start, min(start + chunk, n_blocks))
+def quantize_in_chunks(
+    blocks: npt.ArrayLike,
+    type_size: int,
+    quantize_chunk: Callable[[F32], npt.NDArray[np.uint8]],
+) -> npt.NDArray[np.uint8]:
+    """Run ``quantize_chunk`` over ``CHUNK_BLOCKS`` super-blocks at a time into one output array.
+
+    Floating-point warnings are silenced on purpose: for inf/NaN inputs and subnormal scales the
+    kernels reproduce what C computes (see rounding.nearest_int), so overflow is expected there.
+    """
+    x = np.asarray(blocks, dtype=np.float32)
+    out = np.empty((x.shape[0], type_size), dtype=np.uint8)
+    with np.errstate(all="ignore"):
+        for start in range(0, x.shape[0], CHUNK_BLOCKS):
+            part = slice(start, start + CHUNK_BLOCKS)
+            out[part] = quantize_chunk(x[part])
+    return out
 
 
 def element_major(blocks: F32, group_size: int = 16) -> F32:
@@ -70,7 +83,7 @@ def _safe_max(amax: F32, signed: F32) -> tuple[npt.NDArray[np.bool_], F32]:
 def _levels(x: F32, iscale: F32, nmax: int, out: F32) -> F32:
     """``clamp(nearest_int(iscale*x), -nmax, nmax-1)`` as float32.
 
-    ``np.rint`` equals nearest_int here because |iscale*x| <= nmax + 1 by construction.
+    ``np.rint`` equals nearest_int because |iscale*x| <= nmax + 1 for finite x (|x| <= |max|).
     ``np.clip`` with Python ints measured faster than maximum+minimum with constant arrays.
     """
     np.multiply(x, iscale, out=out)
@@ -87,6 +100,12 @@ def _weighted_sums(wx: F32, w: F32, lev: F32, tmp: F32) -> tuple[F32, F32]:
     return sumlx, np.add.reduce(tmp, axis=0)
 
 
+def _exact_levels(x: F32, iscale: F32, nmax: int) -> F32:
+    """:func:`_levels` through the exact nearest_int, for inputs holding inf or NaN (runs once)."""
+    rounded = nearest_int(np.multiply(x, iscale, dtype=np.float32))
+    return np.clip(rounded, -nmax, nmax - 1).astype(np.float32)
+
+
 def make_qx_quants(x: F32, nmax: int) -> tuple[F32, npt.NDArray[np.int8]]:
     """ggml ``make_qx_quants(16, nmax, x, L, rmse_type=1, NULL)`` for every column of ``x``.
 
@@ -100,19 +119,18 @@ def make_qx_quants(x: F32, nmax: int) -> tuple[F32, npt.NDArray[np.int8]]:
     lev = np.empty_like(x)
     tmp = np.empty_like(x)
     fnmax = np.float32(nmax)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        best_iscale = -fnmax / safe_max
-        sumlx, suml2 = _weighted_sums(wx, w, _levels(x, best_iscale, nmax, lev), tmp)
-        scale = np.where(suml2 != 0, sumlx / suml2, np.float32(0))
-        best = scale * sumlx
-        for step in _QX_STEPS:
-            iscale = -(fnmax + np.float32(0.1) * np.float32(step)) / safe_max
-            sumlx, suml2 = _weighted_sums(wx, w, _levels(x, iscale, nmax, lev), tmp)
-            better = (suml2 > 0) & (sumlx * sumlx > best * suml2)
-            best_iscale = np.where(better, iscale, best_iscale)
-            scale = np.where(better, sumlx / suml2, scale)
-            best = np.where(better, scale * sumlx, best)
-    levels = _levels(x, best_iscale, nmax, lev).astype(np.int8) + np.int8(nmax)
+    best_iscale = -fnmax / safe_max
+    sumlx, suml2 = _weighted_sums(wx, w, _levels(x, best_iscale, nmax, lev), tmp)
+    scale = np.where(suml2 != 0, sumlx / suml2, np.float32(0))
+    best = scale * sumlx
+    for step in _QX_STEPS:
+        iscale = -(fnmax + np.float32(0.1) * np.float32(step)) / safe_max
+        sumlx, suml2 = _weighted_sums(wx, w, _levels(x, iscale, nmax, lev), tmp)
+        better = (suml2 > 0) & (sumlx * sumlx > best * suml2)
+        best_iscale = np.where(better, iscale, best_iscale)
+        scale = np.where(better, sumlx / suml2, scale)
+        best = np.where(better, scale * sumlx, best)
+    levels = _exact_levels(x, best_iscale, nmax).astype(np.int8) + np.int8(nmax)
     levels[:, zero] = 0
     return np.where(zero, np.float32(0), scale), levels
 
@@ -130,21 +148,16 @@ def make_q3_quants(x: F32, nmax: int) -> tuple[F32, npt.NDArray[np.int8]]:
     zero, safe_max = _safe_max(amax, signed)
     w = x * x
     wx = w * x
-    lev = np.empty_like(x)
-    tmp = np.empty_like(x)
-    fnmax = np.float32(nmax)
+    lev = _exact_levels(x, -np.float32(nmax) / safe_max, nmax)
+    sumlx, suml2 = _weighted_sums(wx, w, lev, np.empty_like(x))
     lo, hi = np.int32(-nmax), np.int32(nmax - 1)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        iscale = -fnmax / safe_max
-        _levels(x, iscale, nmax, lev)
-        sumlx, suml2 = _weighted_sums(wx, w, lev, tmp)
-        for _ in range(_Q3_PASSES):
-            changed = False
-            for i in range(x.shape[0]):
-                changed |= _refine_position(x[i], w[i], wx[i], lev[i], sumlx, suml2, lo, hi)
-            if not changed:
-                break
-        scale = np.where(suml2 > 0, sumlx / suml2, np.float32(0))
+    for _ in range(_Q3_PASSES):
+        changed = False
+        for i in range(x.shape[0]):
+            changed |= _refine_position(x[i], w[i], wx[i], lev[i], sumlx, suml2, lo, hi)
+        if not changed:
+            break
+    scale = np.where(suml2 > 0, sumlx / suml2, np.float32(0))
     levels = lev.astype(np.int8) + np.int8(nmax)
     levels[:, zero] = 0
     return np.where(zero, np.float32(0), scale), levels

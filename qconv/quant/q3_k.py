@@ -24,7 +24,13 @@ import numpy as np
 import numpy.typing as npt
 
 from qconv.format import QUANT_SIZES, GGMLType
-from qconv.quant.kquant_qx import block_major, chunks, element_major, first_absmax, make_q3_quants
+from qconv.quant.kquant_qx import (
+    block_major,
+    element_major,
+    first_absmax,
+    make_q3_quants,
+    quantize_in_chunks,
+)
 from qconv.quant.rounding import nearest_int
 
 __all__ = ["dequantize_blocks", "quantize_blocks"]
@@ -45,11 +51,7 @@ def quantize_blocks(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
     Raises:
         Nothing: every input gives bytes, as in C.
     """
-    blocks = np.asarray(blocks, dtype=np.float32)
-    out = np.empty((blocks.shape[0], TYPE_SIZE), dtype=np.uint8)
-    for part in chunks(blocks.shape[0]):
-        out[part] = _quantize_chunk(blocks[part])
-    return out
+    return quantize_in_chunks(blocks, TYPE_SIZE, _quantize_chunk)
 
 
 def _quantize_chunk(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
@@ -59,17 +61,16 @@ def _quantize_chunk(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
     scales = group_scales.reshape(n_blocks, _N_GROUPS)
     _, max_scale = first_absmax(np.ascontiguousarray(scales.T))
     has_scale = max_scale != 0
-    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        iscale = np.float32(-32) / np.where(has_scale, max_scale, np.float32(1))
-        # C stores nearest_int in an int8_t (wrapping) before clamping to -32..31.
-        stored = nearest_int(np.multiply(iscale[:, None], scales, dtype=np.float32)).astype(np.int8)
-        # Without a scale C leaves the 12 scale bytes zeroed, i.e. every stored l is 0.
-        stored = np.where(has_scale[:, None], np.clip(stored, -32, 31) + np.int8(32), np.int8(0))
-        d = np.where(has_scale, np.float32(1) / iscale, np.float32(0)).astype(np.float16)
-        group_d = d.astype(np.float32)[:, None] * (stored.astype(np.float32) - np.float32(32))
-        dg = group_d.reshape(-1)
-        nonzero = dg != 0  # C keeps make_q3_quants' levels where the group scale is 0
-        requant = nearest_int(np.divide(x, np.where(nonzero, dg, 1), dtype=np.float32))
+    iscale = np.float32(-32) / np.where(has_scale, max_scale, np.float32(1))
+    # C stores nearest_int in an int8_t (wrapping) before clamping to -32..31.
+    stored = nearest_int(np.multiply(iscale[:, None], scales, dtype=np.float32)).astype(np.int8)
+    # Without a scale C leaves the 12 scale bytes zeroed, i.e. every stored l is 0.
+    stored = np.where(has_scale[:, None], np.clip(stored, -32, 31) + np.int8(32), np.int8(0))
+    d = np.where(has_scale, np.float32(1) / iscale, np.float32(0)).astype(np.float16)
+    group_d = d.astype(np.float32)[:, None] * (stored.astype(np.float32) - np.float32(32))
+    dg = group_d.reshape(-1)
+    nonzero = dg != 0  # C keeps make_q3_quants' levels where the group scale is 0
+    requant = nearest_int(np.divide(x, np.where(nonzero, dg, 1), dtype=np.float32))
     requant = np.clip(requant, -_NMAX, _NMAX - 1).astype(np.int8) + np.int8(_NMAX)
     levels = np.where(nonzero, requant, levels)
     packed = np.concatenate(

@@ -21,10 +21,10 @@ from qconv.format import QUANT_SIZES, GGMLType
 from qconv.quant.kquant_qx import (
     GROUP_MAX_EPS,
     block_major,
-    chunks,
     element_major,
     first_absmax,
     make_qx_quants,
+    quantize_in_chunks,
 )
 from qconv.quant.rounding import nearest_int
 
@@ -45,11 +45,7 @@ def quantize_blocks(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
     Raises:
         Nothing: every finite or non-finite input gives bytes, as in C.
     """
-    blocks = np.asarray(blocks, dtype=np.float32)
-    out = np.empty((blocks.shape[0], TYPE_SIZE), dtype=np.uint8)
-    for part in chunks(blocks.shape[0]):
-        out[part] = _quantize_chunk(blocks[part])
-    return out
+    return quantize_in_chunks(blocks, TYPE_SIZE, _quantize_chunk)
 
 
 def _quantize_chunk(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
@@ -59,16 +55,15 @@ def _quantize_chunk(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
     scales = group_scales.reshape(n_blocks, _N_GROUPS)
     max_abs, max_scale = first_absmax(np.ascontiguousarray(scales.T))
     empty = max_abs < GROUP_MAX_EPS  # C zeroes the whole block
-    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        iscale = np.float32(-128) / np.where(empty, np.float32(1), max_scale)
-        d = (np.float32(1) / iscale).astype(np.float16)
-        # MIN(127, …) then the int -> int8_t store, which wraps; the dominant group lands on -128.
-        q_scales = np.minimum(
-            nearest_int(np.multiply(iscale[:, None], scales, dtype=np.float32)), 127
-        ).astype(np.int8)
-        dg = (d.astype(np.float32)[:, None] * q_scales.astype(np.float32)).reshape(-1)
-        nonzero = dg != 0  # C keeps make_qx_quants' levels where the group scale is 0
-        requant = nearest_int(np.divide(x, np.where(nonzero, dg, 1), dtype=np.float32))
+    iscale = np.float32(-128) / np.where(empty, np.float32(1), max_scale)
+    d = (np.float32(1) / iscale).astype(np.float16)
+    # MIN(127, …) then the int -> int8_t store, which wraps; the dominant group lands on -128.
+    q_scales = np.minimum(
+        nearest_int(np.multiply(iscale[:, None], scales, dtype=np.float32)), 127
+    ).astype(np.int8)
+    dg = (d.astype(np.float32)[:, None] * q_scales.astype(np.float32)).reshape(-1)
+    nonzero = dg != 0  # C keeps make_qx_quants' levels where the group scale is 0
+    requant = nearest_int(np.divide(x, np.where(nonzero, dg, 1), dtype=np.float32))
     requant = np.clip(requant, -_NMAX, _NMAX - 1).astype(np.int8) + np.int8(_NMAX)
     levels = np.where(nonzero, requant, levels)
     packed = np.concatenate(
