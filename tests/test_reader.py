@@ -337,7 +337,7 @@ def test_hostile_file_messages_say_what_is_wrong(tmp_path, gguf_bytes, name, fra
         read_gguf(write(tmp_path, HOSTILE[name](gguf_bytes)))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=512))
 def test_arbitrary_bytes_raise_only_format_error(tmp_path_factory, data):
     path = tmp_path_factory.getbasetemp() / "fuzz.gguf"
@@ -348,7 +348,7 @@ def test_arbitrary_bytes_raise_only_format_error(tmp_path_factory, data):
 
 # gguf_bytes is stateless, so sharing it across examples is safe.
 @settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(st.data())
 def test_corrupted_valid_files_raise_only_format_error(tmp_path_factory, gguf_bytes, data):
