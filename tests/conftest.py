@@ -117,7 +117,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 
 from synthetic import LlamaShape, write_llama_checkpoint, write_safetensors  # noqa: E402
 
-TINY_SHAPE = LlamaShape(n_layers=2, hidden=256, intermediate=512, n_heads=4, n_kv_heads=2, vocab=320)
+TINY_SHAPE = LlamaShape(
+    n_layers=2, hidden=256, intermediate=512, n_heads=4, n_kv_heads=2, vocab=320
+)
 
 
 @pytest.fixture

@@ -233,3 +233,22 @@ def test_peak_memory_does_not_hold_the_model(tmp_path: Path) -> None:
     plans = plan_conversion(str(model), target="q8_0").plans
     chunks = _chunks(plans)
     assert len(chunks) == 8 and all(stop - start == 512 for _, start, stop in chunks)
+
+
+def test_qconv_reader_reads_back_exactly_what_the_writer_planned(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    from qconv.reader import read_gguf, tensor_data
+
+    out = tmp_path / "out.gguf"
+    report = convert(str(tiny_checkpoint), out, target="q4_0", jobs=1, metadata=["x.flag=true"])
+    parsed = read_gguf(out)
+    assert parsed.kvs == report.conversion.kvs
+    assert [(t.name, t.shape, t.qtype, t.nbytes) for t in parsed.tensors] == [
+        (p.name, p.shape, p.qtype, p.nbytes) for p in report.conversion.plans
+    ]
+    from qconv import quant
+
+    plan = report.conversion.plans[3]
+    rows = plan.data.read_rows(0, plan.shape[0])
+    assert np.array_equal(tensor_data(parsed, parsed.tensors[3]), quant.quantize(rows, plan.qtype))

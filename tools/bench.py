@@ -1,0 +1,207 @@
+"""`make bench`: wall time, throughput and peak memory of whole conversions, plus kernel speed.
+
+Measures, on a generated Llama-shaped BF16 checkpoint (~200M parameters, every dim a multiple of 256):
+- `qconv convert` to each type: wall seconds, input MB/s (BF16 bytes read per second), the peak
+  resident memory of the whole process tree (parent + workers, sampled from /proc every 20 ms), and
+  CPU seconds / wall seconds (how many cores were busy);
+- the same at half the layer count, to show memory stays flat as the model grows;
+- llama.cpp's two-step pipeline (convert_hf_to_gguf.py --outtype bf16, then llama-quantize) for
+  the same checkpoint and type, when those tools are present in the qconv cache;
+- the quantize kernels alone against gguf.quants (tools/bench_kernels.py).
+Figures are printed as Markdown tables for docs/performance.md. Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from synthetic import LlamaShape, write_llama_checkpoint  # noqa: E402
+
+BENCH_SHAPE = LlamaShape(
+    n_layers=12, hidden=1024, intermediate=2816, n_heads=16, n_kv_heads=8, vocab=32000
+)
+CACHE = Path(os.environ.get("QCONV_CACHE", Path.home() / ".cache" / "qconv"))
+
+
+@dataclass(frozen=True)
+class Run:
+    label: str
+    seconds: float
+    peak_rss_mb: float
+    cpu_seconds: float
+    output_mb: float
+
+
+def _tree_rss_kb(root: int) -> int:
+    """Resident memory of ``root`` and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/statm") as f:
+                pages = int(f.read().split()[1])
+        except OSError:
+            continue
+        pid, ppid = int(entry), int(fields[1])
+        children.setdefault(ppid, []).append(pid)
+        rss[pid] = pages * os.sysconf("SC_PAGE_SIZE") // 1024
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0)
+        stack.extend(children.get(pid, []))
+    return total
+
+
+def measure(label: str, cmd: list[str], output: Path, env: dict[str, str] | None = None) -> Run:
+    """Run ``cmd``, sampling the process tree's memory; return its figures."""
+    if output.exists():
+        output.unlink()
+    peak = 0
+    before = os.times()
+    started = time.perf_counter()
+    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, _tree_rss_kb(process.pid))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _, stderr = process.communicate()
+    seconds = time.perf_counter() - started
+    done.set()
+    sampler.join()
+    after = os.times()
+    if process.returncode != 0:
+        raise SystemExit(f"{label} failed:\n{stderr.decode(errors='replace')}")
+    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    size = output.stat().st_size / 1e6 if output.exists() else 0.0
+    return Run(label, seconds, peak / 1024, cpu, size)
+
+
+def checkpoint(shape: LlamaShape, name: str) -> Path:
+    directory = REPO / "bench-out" / name
+    if not (directory / "model.safetensors").exists():
+        print(f"generating {name} ({shape.n_params / 1e6:.0f}M parameters, BF16)…", file=sys.stderr)
+        write_llama_checkpoint(directory, shape, dtype="BF16", seed=1)
+    return directory
+
+
+def qconv_run(model: Path, target: str, label: str) -> Run:
+    out = REPO / "bench-out" / f"{model.name}-{target}.gguf"
+    cmd = [sys.executable, "-m", "qconv", "convert", str(model), "-t", target, "-o", str(out), "-f", "-q"]
+    return measure(label, cmd, out)
+
+
+def llama_cpp_two_step(model: Path, target: str) -> list[Run] | None:
+    """convert_hf_to_gguf.py --outtype bf16 then llama-quantize, if both are in the cache."""
+    roots = sorted(CACHE.glob("llama-cpp-python-*/"))
+    venv_python = CACHE / "convert-venv" / "bin" / "python"
+    if not roots or not venv_python.exists():
+        return None
+    root = roots[-1]
+    quantize = root / "build" / "bin" / "llama-quantize"
+    script = root / "src" / "convert_hf_to_gguf.py"
+    if not quantize.exists() or not script.exists():
+        return None
+    bf16 = REPO / "bench-out" / f"{model.name}-llamacpp-bf16.gguf"
+    final = REPO / "bench-out" / f"{model.name}-llamacpp-{target}.gguf"
+    step1 = measure(
+        "llama.cpp convert_hf_to_gguf --outtype bf16",
+        [str(venv_python), str(script), str(model), "--outtype", "bf16", "--outfile", str(bf16)],
+        bf16,
+    )
+    step2 = measure(
+        f"llama.cpp llama-quantize {target.upper()}",
+        [str(quantize), str(bf16), str(final), target.upper(), str(os.cpu_count() or 2)],
+        final,
+    )
+    return [step1, step2]
+
+
+def table(runs: list[Run], input_mb: float) -> str:
+    lines = [
+        "| run | wall s | input MB/s | peak RSS MB | CPU s / wall s | output MB |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for run in runs:
+        lines.append(
+            f"| {run.label} | {run.seconds:.1f} | {input_mb / run.seconds:.0f} | "
+            f"{run.peak_rss_mb:.0f} | {run.cpu_seconds / run.seconds:.2f} | {run.output_mb:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--types", default="q8_0,q4_0,q4_k_m", help="comma-separated --type values")
+    parser.add_argument("--skip-kernels", action="store_true")
+    parser.add_argument("--skip-llama-cpp", action="store_true")
+    args = parser.parse_args()
+    targets = [t for t in args.types.split(",") if t]
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"command: {' '.join(['python', 'tools/bench.py', *sys.argv[1:]])}\n")
+
+    big = checkpoint(BENCH_SHAPE, "bench-llama-200m")
+    half = checkpoint(_half(BENCH_SHAPE), "bench-llama-half")
+    input_mb = (big / "model.safetensors").stat().st_size / 1e6
+    half_mb = (half / "model.safetensors").stat().st_size / 1e6
+    print(f"checkpoint: {BENCH_SHAPE.n_params / 1e6:.0f}M parameters, {input_mb:.0f} MB BF16\n")
+
+    runs = [qconv_run(big, t, f"qconv {t}") for t in targets]
+    print(table(runs, input_mb))
+    half_runs = [qconv_run(half, t, f"qconv {t} (half the layers)") for t in targets]
+    print("\nMemory as the model grows (same types, half the layers):\n")
+    print(table(half_runs, half_mb))
+
+    if not args.skip_llama_cpp:
+        for target in (t for t in targets if "_k" in t):
+            steps = llama_cpp_two_step(big, target)
+            if steps is None:
+                print(f"\nllama.cpp two-step for {target}: tools not built (see make interop); skipped")
+            else:
+                print(f"\nllama.cpp two-step pipeline for {target}:\n")
+                print(table(steps, input_mb))
+    if not args.skip_kernels:
+        from bench_kernels import main as kernels_main
+
+        print("\nKernels alone (1024×4096 float32, median of 3):\n")
+        kernels_main()
+    shutil.rmtree(REPO / "bench-out" / "tmp", ignore_errors=True)
+
+
+def _half(shape: LlamaShape) -> LlamaShape:
+    return LlamaShape(
+        n_layers=shape.n_layers // 2,
+        hidden=shape.hidden,
+        intermediate=shape.intermediate,
+        n_heads=shape.n_heads,
+        n_kv_heads=shape.n_kv_heads,
+        vocab=shape.vocab,
+        tied=shape.tied,
+    )
+
+
+if __name__ == "__main__":
+    main()
