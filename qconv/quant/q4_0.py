@@ -87,8 +87,12 @@ def byte_blocks(data: npt.NDArray[Any], type_size: int) -> Bytes:
 
 
 def element_major(blocks: Floats) -> Floats:
-    """A ``(32, n)`` copy of ``(n, 32)`` blocks: reductions over axis 0 then run across blocks."""
-    return np.ascontiguousarray(blocks.T)
+    """A fresh ``(32, n)`` copy of ``(n, 32)`` blocks: reductions over axis 0 run across blocks.
+
+    Always a copy (``ascontiguousarray`` would return a view for a single block), so callers may
+    work on it in place without touching the caller's input.
+    """
+    return blocks.T.copy()
 
 
 def inverse_scale(d: Floats) -> tuple[Floats, Mask]:

@@ -56,8 +56,8 @@ def asymmetric_codes(blocks: Floats, levels: int) -> tuple[Floats, Floats, Bytes
 
     C clamps with ``MIN(levels-1, …)`` for Q4_1 only; the clamp never binds (``(x - min)*id``
     stays within float32 rounding of ``levels - 1``), so applying it for both changes no byte.
-    ``max - min`` is the same whichever zero C kept as ``max``, so only ``min`` needs the
-    first-occurrence rule.
+    ``max - min`` is the same whichever zero C kept as ``max`` (up to the sign of a zero span),
+    so only ``min`` needs the first-occurrence rule.
     Blocks whose inverse scale is 0 or overflows get code 0, which C also produces there (0.5f
     truncates to 0; ±inf and NaN convert to 0x80000000), so ``min`` is replaced by 0 in the
     arithmetic to keep ``x - min`` finite.
@@ -66,7 +66,11 @@ def asymmetric_codes(blocks: Floats, levels: int) -> tuple[Floats, Floats, Bytes
     low = first_minimum(xt)
     high = np.maximum.reduce(xt, axis=0)
     with np.errstate(over="ignore"):  # a range beyond float32 gives d = inf, as in C
-        d = (high - low) / F32(levels - 1)
+        span = high - low
+    # C's max and min of an all-zero block are the same element, so max - min is +0.0; the
+    # reductions may pick zeros of opposite signs, and adding +0.0 turns the -0.0 back.
+    span += F32(0)
+    d = span / F32(levels - 1)
     inv, _ = inverse_scale(d)
     offset = np.where(inv == 0, F32(0), low)
     v = blocks - offset[:, None]
