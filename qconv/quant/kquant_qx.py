@@ -13,6 +13,8 @@ would sum pairwise and change the last bits. All arithmetic keeps the C expressi
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -26,7 +28,7 @@ GROUP_MAX_EPS = np.float32(1e-15)  # ggml's GROUP_MAX_EPS: below this a group co
 # amortizing NumPy's per-call overhead (numpy-kernels.md, "chunk size is the main speed knob").
 CHUNK_BLOCKS = 512
 _QX_STEPS = [s for s in range(-9, 10) if s != 0]  # make_qx_quants' 18 extra candidate scales
-_Q3_PASSES = 5
+_Q3_PASSES = 5  # make_q3_quants: at most 5 refinement passes per group
 
 
 def quantize_in_chunks(
@@ -135,49 +137,104 @@ def make_qx_quants(x: F32, nmax: int) -> tuple[F32, npt.NDArray[np.int8]]:
     return np.where(zero, np.float32(0), scale), levels
 
 
+@dataclass(frozen=True, slots=True)
+class _Q3Groups:
+    """make_q3_quants' per-group state, element-major; the arrays are updated in place.
+
+    ``a = (w*x)*L`` and ``b = (w*L)*L`` cache each element's terms of ``sumlx`` and ``suml2``, so
+    a refinement step costs two subtractions instead of recomputing them.
+    """
+
+    x: F32
+    w: F32
+    wx: F32
+    a: F32
+    b: F32
+    levels: npt.NDArray[np.int32]
+    sumlx: F32
+    suml2: F32
+
+    def take(self, columns: npt.NDArray[np.intp]) -> _Q3Groups:
+        return _Q3Groups(*(np.ascontiguousarray(v[..., columns]) for v in self._arrays()))
+
+    def put(self, columns: npt.NDArray[np.intp], part: _Q3Groups) -> None:
+        """Write back what a pass can change (x, w and wx are read-only)."""
+        for mine, theirs in zip(self._arrays()[3:], part._arrays()[3:], strict=True):
+            mine[..., columns] = theirs
+
+    def _arrays(self) -> tuple[npt.NDArray[Any], ...]:
+        return (self.x, self.w, self.wx, self.a, self.b, self.levels, self.sumlx, self.suml2)
+
+
 def make_q3_quants(x: F32, nmax: int) -> tuple[F32, npt.NDArray[np.int8]]:
     """ggml ``make_q3_quants(16, nmax, x, L, do_rmse=true)`` for every column of ``x``.
 
     The refinement is sequential inside a group (changing L[i] changes the sums the test for i+1
     uses), so the loop runs over element positions while each step is vectorized over all groups.
-    C stops a group after a pass without changes; such a pass leaves the state untouched, so the
-    next pass would change nothing either and running on is equivalent. We only stop early when
-    no group changed at all.
+    C stops a group after a pass without changes, and so do we: each pass after the first runs
+    only on the groups the previous pass changed (usually a fifth of them, then a twentieth).
     """
     amax, signed = first_absmax(x)
     zero, safe_max = _safe_max(amax, signed)
     w = x * x
     wx = w * x
     lev = _exact_levels(x, -np.float32(nmax) / safe_max, nmax)
-    sumlx, suml2 = _weighted_sums(wx, w, lev, np.empty_like(x))
-    lo, hi = np.int32(-nmax), np.int32(nmax - 1)
-    for _ in range(_Q3_PASSES):
-        changed = False
-        for i in range(x.shape[0]):
-            changed |= _refine_position(x[i], w[i], wx[i], lev[i], sumlx, suml2, lo, hi)
-        if not changed:
+    a = wx * lev
+    b = (w * lev) * lev
+    groups = _Q3Groups(
+        x, w, wx, a, b, lev.astype(np.int32), np.add.reduce(a, axis=0), np.add.reduce(b, axis=0)
+    )
+    active = _refine_pass(groups, nmax).nonzero()[0]
+    for _ in range(_Q3_PASSES - 1):
+        if not active.size:
             break
+        part = groups.take(active)
+        changed = _refine_pass(part, nmax)
+        groups.put(active, part)
+        active = active[changed]
+    sumlx, suml2 = groups.sumlx, groups.suml2
     scale = np.where(suml2 > 0, sumlx / suml2, np.float32(0))
-    levels = lev.astype(np.int8) + np.int8(nmax)
+    levels = groups.levels.astype(np.int8) + np.int8(nmax)
     levels[:, zero] = 0
     return np.where(zero, np.float32(0), scale), levels
 
 
-def _refine_position(
-    x: F32, w: F32, wx: F32, lev: F32, sumlx: F32, suml2: F32, lo: np.int32, hi: np.int32
-) -> bool:
-    """One ``i`` step of make_q3_quants' refinement pass; updates lev, sumlx, suml2 in place."""
-    slx = sumlx - wx * lev
-    positive = slx > 0
-    sl2 = suml2 - (w * lev) * lev
-    # Exact nearest_int: slx may be tiny, so the quotient can leave rint's exact range.
-    new = np.clip(nearest_int(np.divide(x * sl2, slx, dtype=np.float32)), lo, hi).astype(np.float32)
-    slx += wx * new
-    sl2 += (w * new) * new
-    accept = positive & (new != lev) & (sl2 > 0) & ((slx * slx) * suml2 > (sumlx * sumlx) * sl2)
-    if not accept.any():
-        return False
-    np.copyto(lev, new, where=accept)
-    np.copyto(sumlx, slx, where=accept)
-    np.copyto(suml2, sl2, where=accept)
-    return True
+def _refine_pass(g: _Q3Groups, nmax: int) -> npt.NDArray[np.bool_]:
+    """One make_q3_quants pass over i = 0..15, in place; returns which groups changed."""
+    changed = np.zeros(g.x.shape[1], dtype=np.bool_)
+    # Constant arrays: np.clip and scalar bounds measured 2-3x slower than this in the hot loop.
+    lo = np.full(g.x.shape[1], -nmax, dtype=np.int32)
+    hi = np.full(g.x.shape[1], nmax - 1, dtype=np.int32)
+    for i in range(g.x.shape[0]):
+        slx = g.sumlx - g.a[i]
+        sl2 = g.suml2 - g.b[i]
+        # Exact nearest_int: slx may be tiny, so the quotient can leave rint's exact range.
+        new = nearest_int(np.divide(g.x[i] * sl2, slx, dtype=np.float32))
+        np.minimum(np.maximum(new, lo, out=new), hi, out=new)
+        # Only lanes proposing a different level need the acceptance test; they are few.
+        lanes = ((slx > 0) & (new != g.levels[i])).nonzero()[0]
+        if lanes.size:
+            changed[_try_levels(g, i, lanes, new[lanes], slx[lanes], sl2[lanes])] = True
+    return changed
+
+
+def _try_levels(
+    g: _Q3Groups,
+    i: int,
+    lanes: npt.NDArray[np.intp],
+    new: npt.NDArray[np.int32],
+    slx: F32,
+    sl2: F32,
+) -> npt.NDArray[np.intp]:
+    """Accept ``new`` for element ``i`` of the groups ``lanes`` where C would; returns those."""
+    level = new.astype(np.float32)
+    a = g.wx[i, lanes] * level
+    b = (g.w[i, lanes] * level) * level
+    slx += a
+    sl2 += b
+    sumlx, suml2 = g.sumlx[lanes], g.suml2[lanes]
+    ok = (sl2 > 0) & ((slx * slx) * suml2 > (sumlx * sumlx) * sl2)
+    won = lanes[ok]
+    g.levels[i, won], g.a[i, won], g.b[i, won] = new[ok], a[ok], b[ok]
+    g.sumlx[won], g.suml2[won] = slx[ok], sl2[ok]
+    return won
