@@ -20,7 +20,7 @@ from hypothesis.extra.numpy import arrays
 from quant_cases import make_cases
 
 from qconv.format import QUANT_SIZES, GGMLType
-from qconv.quant import dequantize, quantize
+from qconv.quant import dequantize, q3_k, quantize
 from qconv.quant.kquant_qx import CHUNK_BLOCKS
 
 TYPES = [GGMLType.Q6_K, GGMLType.Q3_K]
@@ -69,7 +69,7 @@ def test_dequantize_matches_ggml_golden_floats(qtype, case, inputs):
 def _fresh_rows(seed: int) -> dict[str, np.ndarray]:
     """New data, more than one chunk of super-blocks, so chunk boundaries are crossed too."""
     rng = np.random.default_rng(seed)
-    n_rows = CHUNK_BLOCKS // 4 + 7  # 1024 columns = 4 super-blocks per row
+    n_rows = max(CHUNK_BLOCKS, q3_k.CHUNK_BLOCKS) // 4 + 7  # 1024 columns = 4 super-blocks per row
     return {
         **make_cases(seed=seed, n_cols=1024),
         "gaussian_chunks": rng.standard_normal((n_rows, 1024)).astype(np.float32),

@@ -24,8 +24,8 @@ from qconv.quant.rounding import nearest_int
 F32 = npt.NDArray[np.float32]
 
 GROUP_MAX_EPS = np.float32(1e-15)  # ggml's GROUP_MAX_EPS: below this a group counts as all zero
-# ~512 super-blocks (8192 groups) per chunk keeps the (16, groups) work arrays in L2 cache while
-# amortizing NumPy's per-call overhead (numpy-kernels.md, "chunk size is the main speed knob").
+# Chunk size is the main speed knob (numpy-kernels.md): ~512 super-blocks (8192 groups) keep the
+# (16, groups) work arrays of the candidate search near L2 while amortizing per-call overhead.
 CHUNK_BLOCKS = 512
 _QX_STEPS = [s for s in range(-9, 10) if s != 0]  # make_qx_quants' 18 extra candidate scales
 _Q3_PASSES = 5  # make_q3_quants: at most 5 refinement passes per group
@@ -35,8 +35,9 @@ def quantize_in_chunks(
     blocks: npt.ArrayLike,
     type_size: int,
     quantize_chunk: Callable[[F32], npt.NDArray[np.uint8]],
+    chunk_blocks: int = CHUNK_BLOCKS,
 ) -> npt.NDArray[np.uint8]:
-    """Run ``quantize_chunk`` over ``CHUNK_BLOCKS`` super-blocks at a time into one output array.
+    """Run ``quantize_chunk`` over ``chunk_blocks`` super-blocks at a time into one output array.
 
     Floating-point warnings are silenced on purpose: for inf/NaN inputs and subnormal scales the
     kernels reproduce what C computes (see rounding.nearest_int), so overflow is expected there.
@@ -44,8 +45,8 @@ def quantize_in_chunks(
     x = np.asarray(blocks, dtype=np.float32)
     out = np.empty((x.shape[0], type_size), dtype=np.uint8)
     with np.errstate(all="ignore"):
-        for start in range(0, x.shape[0], CHUNK_BLOCKS):
-            part = slice(start, start + CHUNK_BLOCKS)
+        for start in range(0, x.shape[0], chunk_blocks):
+            part = slice(start, start + chunk_blocks)
             out[part] = quantize_chunk(x[part])
     return out
 

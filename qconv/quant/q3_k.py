@@ -38,6 +38,9 @@ __all__ = ["dequantize_blocks", "quantize_blocks"]
 BLOCK_SIZE, TYPE_SIZE = QUANT_SIZES[GGMLType.Q3_K]
 _N_GROUPS = 16
 _NMAX = 4
+# make_q3_quants is many short per-position calls rather than a few wide passes, so it prefers
+# bigger chunks than Q6_K: 1024 super-blocks measured ~25% faster than 512 here.
+CHUNK_BLOCKS = 1024
 _PAIR_SHIFTS = np.array([0, 2, 4, 6], dtype=np.uint8)
 _BIT_SHIFTS = np.arange(8, dtype=np.uint8)
 
@@ -51,7 +54,7 @@ def quantize_blocks(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
     Raises:
         Nothing: every input gives bytes, as in C.
     """
-    return quantize_in_chunks(blocks, TYPE_SIZE, _quantize_chunk)
+    return quantize_in_chunks(blocks, TYPE_SIZE, _quantize_chunk, CHUNK_BLOCKS)
 
 
 def _quantize_chunk(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
