@@ -26,8 +26,9 @@ FILE_TYPES = {
 }
 
 
-def _available(name: str, outtype: str = "f32") -> bool:
-    return golden_path(CASES[name], outtype).is_file()
+def _available(name: str, outtype: str | None = None) -> bool:
+    case = CASES[name]
+    return (outtype is None or outtype in case.outtypes) and golden_path(case, outtype).is_file()
 
 
 def _same_value(vtype: int, ours: object, theirs: object) -> bool:
@@ -66,7 +67,7 @@ def test_tensor_names_shapes_and_order_match_golden(name: str) -> None:
     shapes = dict(tensor_shapes(case))
     ours = [(n, tuple(t.shape)) for n, t in arch.extra_tensors(case.config)]
     ours += [(arch.gguf_name(n), shapes[n]) for n in hf]
-    theirs = [(n, shape) for n, _, shape, _ in golden_tensors(golden_path(case, "f32"))]
+    theirs = [(n, shape) for n, _, shape, _ in golden_tensors(golden_path(case))]
     assert ours == theirs
 
 
@@ -98,7 +99,7 @@ def test_llama3_rope_freqs_equal_golden_bits(name: str) -> None:
     case = CASES[name]
     arch = select_architecture(case.config)
     ((tensor_name, factors),) = arch.extra_tensors(case.config)
-    golden = {n: d for n, _, _, d in golden_tensors(golden_path(case, "f32"))}
+    golden = {n: d for n, _, _, d in golden_tensors(golden_path(case))}
     assert tensor_name == "rope_freqs.weight"
     assert factors.dtype == np.float32
     assert factors.tobytes() == golden[tensor_name].tobytes()

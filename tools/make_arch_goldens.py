@@ -359,7 +359,7 @@ def main() -> None:
     if Path(sys.prefix).resolve() != VENV.resolve():
         ensure_venv()
         os.execv(str(VENV_PY), [str(VENV_PY), __file__, *sys.argv[1:]])
-    from arch_fixtures import CASES, GOLDEN_DIR, OUTTYPES, tokenizer_dir, write_case
+    from arch_fixtures import CASES, GOLDEN_DIR, tokenizer_dir, write_case
 
     src = llama_cpp_root()
     for name in args.cases or list(CASES):
@@ -373,7 +373,7 @@ def main() -> None:
                 train_bpe(case.tokenizer, tokenizer_dir(case), n_vocab)
         with tempfile.TemporaryDirectory() as tmp:
             model_dir = write_case(case, Path(tmp))
-            for outtype in OUTTYPES:
+            for outtype in case.outtypes:
                 convert(case.pre, model_dir, outtype, GOLDEN_DIR / name / f"{outtype}.gguf", src)
             record_tokens(model_dir, GOLDEN_DIR / name / "tokens.json")
         sizes = {p.name: p.stat().st_size for p in sorted((GOLDEN_DIR / name).glob("*.gguf"))}

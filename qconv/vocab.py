@@ -1,0 +1,465 @@
+"""Tokenizer files -> the ``tokenizer.*`` metadata llama.cpp reads, as its converter writes it.
+
+Two vocabulary kinds cover the Llama family:
+
+- SentencePiece (Llama 2, Mistral, TinyLlama): ``tokenizer.model`` is read directly (a small
+  protobuf parser below), so no sentencepiece/protobuf dependency is needed.
+- Byte-level BPE (Llama 3, Qwen, SmolLM): ``tokenizer.json``'s vocab, added tokens and merges.
+
+``tokenizer.ggml.pre`` names the regex pre-tokenizer llama.cpp must use. llama.cpp's converter
+finds it by hashing the token ids of a fixed text, which needs the `tokenizers` runtime and only
+recognises published vocabularies. qconv reads what decides the pre-tokenization instead: the
+``pre_tokenizer`` section of tokenizer.json (``PRE_TOKENIZERS``). Unknown ones are an
+error naming ``--tokenizer-pre NAME``: a wrong guess would tokenize silently wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from enum import IntEnum
+from pathlib import Path
+from typing import Any
+
+from qconv.errors import SourceError
+from qconv.format import GGUFValueType
+from qconv.metadata import KV, kv_array, kv_bool, kv_string, kv_uint32
+
+__all__ = ["TokenType", "tokenizer_metadata"]
+
+SPECIAL_TYPES = ("bos", "eos", "unk", "sep", "pad", "cls", "mask")
+ID_KEYS = {
+    "bos": "tokenizer.ggml.bos_token_id",
+    "eos": "tokenizer.ggml.eos_token_id",
+    "unk": "tokenizer.ggml.unknown_token_id",
+    "sep": "tokenizer.ggml.seperator_token_id",  # sic: llama.cpp's spelling
+    "pad": "tokenizer.ggml.padding_token_id",
+    "cls": "tokenizer.ggml.cls_token_id",
+    "mask": "tokenizer.ggml.mask_token_id",
+}
+ADD_KEYS = {typ: f"tokenizer.ggml.add_{typ}_token" for typ in ("bos", "eos", "sep")}
+# Families whose llama.cpp converter writes add_space_prefix from tokenizer_config.json.
+_SPACE_PREFIX_TYPES = ("llama", "mistral")
+
+
+class TokenType(IntEnum):
+    """llama.cpp token types (llama.h enum llama_token_type); SentencePiece uses the same ids."""
+
+    NORMAL = 1
+    UNKNOWN = 2
+    CONTROL = 3
+    USER_DEFINED = 4
+    UNUSED = 5
+    BYTE = 6
+
+
+# The regexes of tokenizer.json Split pre-tokenizers, as published by the model families.
+_LLAMA3_REGEX = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
+    r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+_QWEN2_REGEX = _LLAMA3_REGEX.replace(r"\p{N}{1,3}", r"\p{N}")
+_BYTE_LEVEL = ("byte_level", False, False)  # add_prefix_space, use_regex
+_GPT2_BYTE_LEVEL = ("byte_level", False, True)
+
+# Pre-tokenizer signature (see _signature) -> tokenizer.ggml.pre; each name selects in llama.cpp
+# (llama-vocab.cpp) the same regexes as the HF pre_tokenizer it is keyed on.
+PRE_TOKENIZERS: dict[tuple[tuple[object, ...], ...], str] = {
+    (("split", _LLAMA3_REGEX, "isolated", False), _BYTE_LEVEL): "llama-bpe",
+    (("split", _QWEN2_REGEX, "isolated", False), _BYTE_LEVEL): "qwen2",
+    (("digits", True), _GPT2_BYTE_LEVEL): "starcoder",
+    (_GPT2_BYTE_LEVEL,): "gpt-2",
+}
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SourceError(f"{path}: cannot read JSON ({e})") from e
+    if not isinstance(document, dict):
+        raise SourceError(f"{path}: expected a JSON object")
+    return document
+
+
+def looks_special(token: str) -> bool:
+    """Added tokens some models forget to flag special (<|...|>, <pad>, <unused..>)."""
+    return (
+        token in ("<pad>", "<mask>", "<2mass>", "[@BOS@]")
+        or (token.startswith("<|") and token.endswith("|>"))
+        or (token.startswith("<｜") and token.endswith("｜>"))
+        or (token.startswith("<unused") and token.endswith(">"))
+    )
+
+
+def tokenizer_metadata(
+    model_dir: Path, config: dict[str, Any], *, pre: str | None = None, n_vocab: int | None = None
+) -> list[KV]:
+    """All ``tokenizer.*`` KVs for the checkpoint in ``model_dir``, in llama.cpp's order.
+
+    ``pre`` overrides the detected pre-tokenizer (``--tokenizer-pre``); ``n_vocab`` overrides
+    config.json's ``vocab_size`` (the embedding rows).
+
+    Raises:
+        SourceError: no tokenizer files, unreadable ones, or a pre-tokenizer qconv cannot name.
+    """
+    tok_config = _read_json(model_dir / "tokenizer_config.json")
+    tok_json = _read_json(model_dir / "tokenizer.json")
+    size = n_vocab if n_vocab is not None else config.get("vocab_size")
+    kvs: list[KV] = []
+    prefix = (tok_config or {}).get("add_prefix_space")
+    if config.get("model_type") in _SPACE_PREFIX_TYPES and isinstance(prefix, bool):
+        kvs.append(kv_bool("tokenizer.ggml.add_space_prefix", prefix))
+    if (model_dir / "tokenizer.model").is_file():
+        tokens, scores, types = _sentencepiece_vocab(model_dir, tok_config, size)
+        kvs += [
+            kv_string("tokenizer.ggml.model", "llama"),
+            kv_string("tokenizer.ggml.pre", pre or "default"),
+            kv_array("tokenizer.ggml.tokens", tokens, GGUFValueType.STRING),
+            kv_array("tokenizer.ggml.scores", scores, GGUFValueType.FLOAT32),
+            kv_array("tokenizer.ggml.token_type", types, GGUFValueType.INT32),
+        ]
+        return kvs + _special_vocab(model_dir, tok_json, tok_config, config, len(tokens), False)
+    if tok_json is None:
+        raise SourceError(
+            f"{model_dir}: no tokenizer.json or tokenizer.model; convert with --no-vocab for a "
+            f"weights-only file (llama.cpp cannot tokenize text with it)"
+        )
+    model = tok_json.get("model") or {}
+    if model.get("type") != "BPE" or not _is_byte_level(tok_json):
+        raise SourceError(
+            f"{model_dir / 'tokenizer.json'}: a {model.get('type')} tokenizer that is not "
+            f"byte-level BPE and has no tokenizer.model; qconv converts byte-level BPE and "
+            f"SentencePiece vocabularies (use --no-vocab for a weights-only file)"
+        )
+    tokens, types = _bpe_vocab(tok_json, size)
+    name = pre or detect_pre_tokenizer(tok_json, tok_config or {}, model_dir)
+    kvs += [
+        kv_string("tokenizer.ggml.model", "gpt2"),
+        kv_string("tokenizer.ggml.pre", name),
+        kv_array("tokenizer.ggml.tokens", tokens, GGUFValueType.STRING),
+        kv_array("tokenizer.ggml.token_type", types, GGUFValueType.INT32),
+    ]
+    return kvs + _special_vocab(model_dir, tok_json, tok_config, config, None, True)
+
+
+def _is_byte_level(tok_json: dict[str, Any]) -> bool:
+    def has_byte_level(node: Any) -> bool:
+        if not isinstance(node, dict):
+            return False
+        if node.get("type") == "ByteLevel":
+            return True
+        children = node.get("pretokenizers") or node.get("decoders") or []
+        return any(has_byte_level(child) for child in children)
+
+    return has_byte_level(tok_json.get("pre_tokenizer")) or has_byte_level(tok_json.get("decoder"))
+
+
+def _bpe_vocab(tok_json: dict[str, Any], size: int | None) -> tuple[list[str], list[int]]:
+    vocab: dict[str, int] = dict(tok_json["model"].get("vocab") or {})
+    added = {t["content"]: t for t in tok_json.get("added_tokens") or []}
+    vocab.update({content: int(t["id"]) for content, t in added.items()})
+    by_id = {i: token for token, i in vocab.items()}
+    n = size if size is not None else max(by_id) + 1
+    if by_id and max(by_id) >= n:
+        raise SourceError(f"tokenizer has id {max(by_id)} but vocab_size is {n} (config.json)")
+    tokens, types = [], []
+    for i in range(n):
+        token = by_id.get(i)
+        if token is None:
+            tokens.append(f"[PAD{i}]")
+            types.append(TokenType.UNUSED)
+        elif token in added:
+            special = bool(added[token].get("special")) or looks_special(token)
+            if not special:
+                token = token.replace("\u2581", " ")  # llama.cpp expects pre-normalized spaces
+            tokens.append(token)
+            types.append(TokenType.CONTROL if special else TokenType.USER_DEFINED)
+        else:
+            tokens.append(token)
+            types.append(TokenType.NORMAL)
+    return tokens, [int(t) for t in types]
+
+
+def _sentencepiece_vocab(
+    model_dir: Path, tok_config: dict[str, Any] | None, size: int | None
+) -> tuple[list[str], list[float], list[int]]:
+    pieces = read_sentencepiece(model_dir / "tokenizer.model")
+    n = size if size is not None else len(pieces)
+    tokens = [f"[PAD{i}]" for i in range(n)]
+    scores = [-10000.0] * n
+    types = [int(TokenType.UNUSED)] * n
+    for i, (piece, score, kind) in enumerate(pieces[:n]):
+        tokens[i], scores[i], types[i] = piece, score, int(kind)
+    added = _read_json(model_dir / "added_tokens.json") or {}
+    for content, token_id in added.items():
+        if isinstance(token_id, int) and 0 <= token_id < n:
+            tokens[token_id], scores[token_id] = content, -1000.0
+            types[token_id] = int(TokenType.USER_DEFINED)
+    decoder = (tok_config or {}).get("added_tokens_decoder") or {}
+    for key, data in decoder.items():
+        token_id, content = int(key), str(data["content"])
+        if not 0 <= token_id < n:
+            continue
+        special = bool(data.get("special")) or looks_special(content)
+        types[token_id] = int(TokenType.CONTROL if special else TokenType.USER_DEFINED)
+        tokens[token_id] = content if special else content.replace("\u2581", " ")
+        scores[token_id] = -1000.0
+    return tokens, scores, types
+
+
+def _merges(tok_json: dict[str, Any] | None) -> list[str]:
+    merges = ((tok_json or {}).get("model") or {}).get("merges") or []
+    if merges and isinstance(merges[0], list):
+        # transformers >= 4.45 stores pairs so parts may hold spaces; llama.cpp wants "a b"
+        # with each literal space shifted to U+0120+ (chr(ord(" ") + 256)), as its converter does.
+        return [" ".join(part.replace(" ", "\u0120") for part in pair) for pair in merges]
+    return [str(m) for m in merges]
+
+
+def _special_vocab(
+    model_dir: Path,
+    tok_json: dict[str, Any] | None,
+    tok_config: dict[str, Any] | None,
+    config: dict[str, Any],
+    n_vocab: int | None,
+    load_merges: bool,
+) -> list[KV]:
+    kvs: list[KV] = []
+    if load_merges and (merges := _merges(tok_json)):
+        kvs.append(kv_array("tokenizer.ggml.merges", merges, GGUFValueType.STRING))
+    ids, adds, template, normalizer = special_tokens(model_dir, tok_json, tok_config, config)
+    for typ, token_id in ids.items():
+        if n_vocab is None or token_id < n_vocab:
+            kvs.append(kv_uint32(ID_KEYS[typ], token_id))
+    kvs += [kv_bool(ADD_KEYS[typ], value) for typ, value in adds.items() if typ in ADD_KEYS]
+    if template is not None:
+        kvs.append(kv_string("tokenizer.chat_template", template))
+    kvs += [kv_bool(f"tokenizer.ggml.normalizer.{k}", v) for k, v in normalizer.items()]
+    return kvs
+
+
+def _signature(node: Any) -> tuple[tuple[object, ...], ...]:
+    """The pre-tokenizer steps that change how text is split, ignoring offset-only options."""
+    if not isinstance(node, dict):
+        return ()
+    kind = node.get("type")
+    if kind == "Sequence":
+        return tuple(step for child in node.get("pretokenizers", []) for step in _signature(child))
+    if kind == "Split":
+        pattern = node.get("pattern") or {}
+        regex = pattern.get("Regex", pattern.get("String"))
+        return (("split", regex, str(node.get("behavior", "")).lower(), bool(node.get("invert"))),)
+    if kind == "ByteLevel":
+        use_regex = bool(node.get("use_regex", True))
+        return (("byte_level", bool(node.get("add_prefix_space")), use_regex),)
+    if kind == "Digits":
+        return (("digits", bool(node.get("individual_digits"))),)
+    return ((str(kind), json.dumps(node, sort_keys=True)),)
+
+
+def detect_pre_tokenizer(
+    tok_json: dict[str, Any], tok_config: dict[str, Any], model_dir: Path
+) -> str:
+    """Name llama.cpp's pre-tokenizer for a byte-level BPE tokenizer.json.
+
+    Raises:
+        SourceError: the pre_tokenizer is not in ``PRE_TOKENIZERS``; names --tokenizer-pre.
+    """
+    name = PRE_TOKENIZERS.get(_signature(tok_json.get("pre_tokenizer")))
+    if name == "starcoder" and tok_config.get("clean_up_tokenization_spaces") is False:
+        name = "smollm"  # same regexes; llama.cpp's smollm also leaves spaces uncleaned
+    if name is None:
+        raise SourceError(
+            f"{model_dir / 'tokenizer.json'}: qconv does not recognise this BPE pre-tokenizer, "
+            f"and guessing would make llama.cpp tokenize text differently from the model. Give "
+            f"the llama.cpp name with --tokenizer-pre NAME (for example llama-bpe, qwen2, "
+            f"smollm, gpt-2; see tokenizer.ggml.pre in a GGUF of the same model family)"
+        )
+    return name
+
+
+def read_sentencepiece(path: Path) -> list[tuple[str, float, TokenType]]:
+    """(piece, score, token type) of every piece in a SentencePiece ``tokenizer.model``.
+
+    The file is a protobuf ModelProto whose field 1 repeats SentencePiece{1: piece, 2: score,
+    3: type}. User-defined pieces count as NORMAL, as llama.cpp's converter treats them.
+
+    Raises:
+        SourceError: unreadable or malformed file.
+    """
+    try:
+        data = path.read_bytes()
+        pieces = []
+        for field, value in _protobuf_fields(data):
+            if field == 1 and isinstance(value, bytes):
+                pieces.append(_piece(value))
+    except OSError as e:
+        raise SourceError(f"{path}: cannot read ({e})") from e
+    except (ValueError, IndexError, struct.error, UnicodeDecodeError) as e:
+        raise SourceError(f"{path}: not a SentencePiece model ({e})") from e
+    if not pieces:
+        raise SourceError(f"{path}: no pieces; not a SentencePiece model")
+    return pieces
+
+
+def _piece(message: bytes) -> tuple[str, float, TokenType]:
+    text, score, kind = "", 0.0, 1
+    for field, value in _protobuf_fields(message):
+        if field == 1 and isinstance(value, bytes):
+            text = value.decode("utf-8")
+        elif field == 2 and isinstance(value, bytes):
+            score = struct.unpack("<f", value)[0]
+        elif field == 3 and isinstance(value, int):
+            kind = value
+    token_type = TokenType(kind) if kind in (2, 3, 5, 6) else TokenType.NORMAL
+    return text, score, token_type
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def _protobuf_fields(data: bytes) -> list[tuple[int, int | bytes]]:
+    """Top-level (field number, value) pairs; fixed32 as 4 raw bytes, fixed64 as 8."""
+    fields: list[tuple[int, int | bytes]] = []
+    pos = 0
+    while pos < len(data):
+        key, pos = _varint(data, pos)
+        wire = key & 7
+        if wire == 0:
+            value, pos = _varint(data, pos)
+            fields.append((key >> 3, value))
+            continue
+        if wire == 2:
+            length, pos = _varint(data, pos)
+        elif wire in (1, 5):
+            length = 8 if wire == 1 else 4
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+        if pos + length > len(data):
+            raise ValueError("truncated field")
+        fields.append((key >> 3, data[pos : pos + length]))
+        pos += length
+    return fields
+
+
+def _content(entry: Any) -> str | None:
+    if isinstance(entry, dict):
+        entry = entry.get("content")
+    return entry if isinstance(entry, str) else None
+
+
+def _template_flags(
+    processor: dict[str, Any], names: dict[str, str | None], adds: dict[str, bool]
+) -> None:
+    """add_bos/add_eos/add_sep from a TemplateProcessing post-processor (simple templates only)."""
+    single = processor.get("single") or []
+    first = single[0].get("SpecialToken", {}).get("id") if len(single) > 1 else None
+    last = single[-1].get("SpecialToken", {}).get("id") if len(single) > 1 else None
+    if first:
+        names["bos"] = names["bos"] or first
+        adds["bos"] = first in (names["bos"], names["cls"])
+    if last:
+        if names["eos"] is None:
+            names["eos"] = last
+        adds["eos"] = last == names["eos"]
+    pair = list(processor.get("pair") or [])
+    if first and pair and pair[0].get("SpecialToken", {}).get("id") == first:
+        pair = pair[1:]
+    if last and pair and pair[-1].get("SpecialToken", {}).get("id") == last:
+        pair = pair[:-1]
+    if len(pair) > 2 and "Sequence" in pair[0] and "Sequence" in pair[-1]:
+        middle = [p.get("SpecialToken", {}).get("id") for p in pair[1:-1]]
+        adds["sep"] = any(m in (names["sep"], names["eos"]) for m in middle[:2]) and not last
+
+
+def special_tokens(
+    model_dir: Path,
+    tok_json: dict[str, Any] | None,
+    tok_config: dict[str, Any] | None,
+    config: dict[str, Any],
+) -> tuple[dict[str, int], dict[str, bool], str | None, dict[str, bool]]:
+    """(special ids, add_* flags, chat template, normalizer flags) in llama.cpp's order.
+
+    Ids come from tokenizer_config.json's ``<type>_token`` looked up among tokenizer.json's added
+    tokens, then from config.json's ``<type>_token_id``; add flags from tokenizer.json's
+    post-processor, then tokenizer_config.json's ``add_<type>_token``.
+    """
+    tc = dict(tok_config or {})
+    names = {typ: _content(tc.get(f"{typ}_token")) for typ in SPECIAL_TYPES}
+    adds: dict[str, bool] = {}
+    normalizer: dict[str, bool] = {}
+    if tok_json:
+        names["bos"] = names["bos"] or names["cls"]
+        names["eos"] = names["eos"] or names["sep"]
+        post = tok_json.get("post_processor") or {}
+        for processor in post.get("processors", [post]):
+            kind = processor.get("type")
+            if kind == "ByteLevel":
+                adds.setdefault("bos", False)
+                adds.setdefault("eos", False)
+            elif kind == "RobertaProcessing":
+                adds.update(bos=True, eos=True, sep=True)
+            elif kind == "TemplateProcessing":
+                _template_flags(processor, names, adds)
+        _normalizer_flags(tok_json.get("normalizer"), normalizer)
+    ids: dict[str, int] = {}
+    added = (tok_json or {}).get("added_tokens") or []
+    if tok_config is not None:
+        for typ in SPECIAL_TYPES:
+            flag = tc.get(f"add_{typ}_token")
+            if isinstance(flag, bool) and typ not in adds:
+                adds[typ] = flag
+            found = next((t.get("id") for t in added if t.get("content") == names[typ]), None)
+            if isinstance(found, int) and names[typ] is not None:
+                ids.setdefault(typ, found)
+    for typ in SPECIAL_TYPES:
+        value = config.get(f"{typ}_token_id")
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            ids.setdefault(typ, value)
+    return ids, adds, _chat_template(model_dir, tok_config), normalizer
+
+
+def _normalizer_flags(node: Any, out: dict[str, bool]) -> None:
+    if not isinstance(node, dict):
+        return
+    kind = node.get("type")
+    if kind == "Lowercase":
+        out["lowercase"] = True
+    elif kind == "StripAccents":
+        out["strip_accents"] = True
+    elif kind == "BertNormalizer":
+        for key in ("lowercase", "strip_accents"):
+            if isinstance(node.get(key), bool):
+                out[key] = node[key]
+    elif kind == "Sequence":
+        for child in node.get("normalizers", []):
+            _normalizer_flags(child, out)
+
+
+def _chat_template(model_dir: Path, tok_config: dict[str, Any] | None) -> str | None:
+    """tokenizer_config.json's chat_template, else chat_template.jinja / chat_template.json."""
+    if tok_config is None:
+        return None
+    template = tok_config.get("chat_template")
+    if template is None:
+        jinja = model_dir / "chat_template.jinja"
+        if jinja.is_file():
+            template = jinja.read_text(encoding="utf-8")
+        else:
+            template = (_read_json(model_dir / "chat_template.json") or {}).get("chat_template")
+    if isinstance(template, list):  # named templates: llama.cpp's default one is "default"
+        template = next((t.get("template") for t in template if t.get("name") == "default"), None)
+    return template if isinstance(template, str) else None
