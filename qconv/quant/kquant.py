@@ -15,6 +15,7 @@ axis is pairwise and does not).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -54,26 +55,68 @@ def max_positive(values: F32) -> F32:
     return np.where(top > 0, top, _ZERO).astype(np.float32)
 
 
-def round_levels(v: F32, nmax: int, bound: F32) -> F32:
+@functools.lru_cache(maxsize=8)
+def _limits(shape: tuple[int, ...], nmax: int) -> tuple[F32, F32]:
+    """Full arrays of 0 and nmax: np.maximum/np.minimum run ~8x slower with a scalar operand."""
+    low = np.zeros(shape, dtype=np.float32)
+    high = np.full(shape, nmax, dtype=np.float32)
+    low.flags.writeable = False
+    high.flags.writeable = False
+    return low, high
+
+
+def round_levels(v: F32, nmax: int, lo: F32, hi: F32) -> F32:
     """``MAX(0, MIN(nmax, nearest_int(v)))`` in place on ``v``, returned as float32 levels.
 
-    ``bound`` is a per-column upper bound of ``|v|``. When every column is finite and below 2**22,
-    np.rint equals nearest_int, and rint+clamp is 3 fast passes. Otherwise (subnormal blocks make
-    inverse scales overflow to inf) the exact integer emulation runs, giving C's 0 for inf/NaN.
+    ``lo``/``hi`` bound ``v`` per column (either order). When every bound is finite and below 2**22
+    in magnitude, np.rint equals nearest_int, and each clamp side runs only if some value can cross
+    it. Otherwise (subnormal blocks make inverse scales overflow to inf) the exact integer
+    emulation runs, giving C's 0 for inf/NaN.
     """
-    if bool(np.all(bound < _SAFE)):
+    floor = min(float(np.min(lo)), float(np.min(hi)))
+    ceiling = max(float(np.max(lo)), float(np.max(hi)))
+    if floor > -_SAFE and ceiling < _SAFE:  # False for NaN, as wanted
+        low, high = _limits(v.shape, nmax)
         np.rint(v, out=v)
-        np.maximum(v, _ZERO, out=v)
-        np.minimum(v, np.float32(nmax), out=v)
+        if floor < -0.5:  # rint(-0.5) is -0.0, which every later use treats as level 0
+            np.maximum(v, low, out=v)
+        if ceiling >= nmax + 0.5:
+            np.minimum(v, high, out=v)
         return v
-    levels = np.clip(nearest_int(v), 0, nmax)
-    v[...] = levels
+    v[...] = np.clip(nearest_int(v), 0, nmax)
     return v
 
 
-def _abs_bound(scale: F32, lo: F32, hi: F32) -> F32:
-    """Upper bound of |scale * t| for t in [lo, hi] (rounding is monotone, so fl() keeps it)."""
-    return np.abs(scale) * np.maximum(np.abs(lo), np.abs(hi))
+def _levels(x: F32, shift: F32, iscale: F32, xmin: F32, xmax: F32, nmax: int, out: F32) -> F32:
+    """``MAX(0, MIN(nmax, nearest_int(iscale*(x[i] - min))))`` for every element, into ``out``.
+
+    The same float32 operations on each column's extremes bound the results (rounding is
+    monotone), which lets round_levels skip work.
+    """
+    np.subtract(x, shift, out=out)
+    np.multiply(out, iscale, out=out)
+    return round_levels(out, nmax, iscale * (xmin - shift), iscale * (xmax - shift))
+
+
+def _fit(
+    x: F32, w: F32, levels: F32, sum_w: F32, sum_x: F32, bufs: tuple[F32, F32]
+) -> tuple[F32, F32, F32]:
+    """Weighted least-squares scale and min for fixed levels: ``(D, this_scale, this_min)``."""
+    wl, prod = bufs
+    np.multiply(w, levels, out=wl)
+    sum_l = np.add.reduce(wl, axis=0)
+    np.multiply(wl, levels, out=prod)
+    sum_l2 = np.add.reduce(prod, axis=0)
+    np.multiply(wl, x, out=prod)
+    sum_xl = np.add.reduce(prod, axis=0)
+    det = sum_w * sum_l2 - sum_l * sum_l
+    this_scale = (sum_w * sum_xl - sum_x * sum_l) / det
+    this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det
+    positive = this_min > 0
+    if positive.any():
+        this_scale = np.where(positive, sum_xl / sum_l2, this_scale)
+        this_min = np.where(positive, _ZERO, this_min)
+    return det, this_scale, this_min
 
 
 def _weighted_error(
@@ -90,6 +133,14 @@ def _weighted_error(
     np.multiply(out, w, out=out)
     total: F32 = np.add.reduce(out, axis=0)
     return total
+
+
+def _factors(nmax: int, rmin: float, rdelta: float, nstep: int) -> list[np.float32]:
+    """C's ``rmin + rdelta*is + nmax`` for is = 0..nstep, each step rounded to float32."""
+    return [
+        np.float32(rmin) + np.float32(rdelta) * np.float32(step) + np.float32(nmax)
+        for step in range(nstep + 1)
+    ]
 
 
 def make_qkx2_quants(
@@ -111,56 +162,35 @@ def make_qkx2_quants(
     """
     xmin = np.minimum.reduce(x, axis=0)
     xmax = np.maximum.reduce(x, axis=0)
-    wx = np.multiply(w, x)
     sum_w = np.add.reduce(w, axis=0)
-    sum_x = np.add.reduce(wx, axis=0)
+    sum_x = np.add.reduce(w * x, axis=0)
     mn = np.where(xmin > 0, _ZERO, xmin).astype(np.float32)
     flat = xmax == mn
+    t, wl, prod = np.empty_like(x), np.empty_like(x), np.empty_like(x)
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        iscale = (np.float32(nmax) / (xmax - mn)).astype(np.float32)
-        scale = (np.float32(1.0) / iscale).astype(np.float32)
-        # A flat column returns early in C with L = 0; iscale 0 reproduces that in round_levels.
+        iscale = np.float32(nmax) / (xmax - mn)
+        scale = np.float32(1.0) / iscale
+        # A flat column returns early in C with L = 0; a zero inverse scale gives the same levels.
         iscale[flat] = 0
-        t = np.empty_like(x)
-        err_buf = np.empty_like(x)
-        wl = np.empty_like(x)
+        span = np.where(flat, np.float32(np.inf), xmax - mn)  # candidates: factor/inf = 0
+        levels = _levels(x, mn, iscale, xmin, xmax, nmax, t)
+        best = _weighted_error(x, w, levels, scale, mn, use_mad, prod)
         best_iscale, best_shift = iscale, mn
-        np.subtract(x, mn, out=t)
-        np.multiply(t, iscale, out=t)
-        levels = round_levels(t, nmax, _abs_bound(iscale, xmin - mn, xmax - mn))
-        best = _weighted_error(x, w, levels, scale, mn, use_mad, err_buf)
-        base = np.float32(rmin)
-        for step in range(nstep + 1):
-            factor = base + np.float32(rdelta) * np.float32(step) + np.float32(nmax)
-            cand_iscale = np.where(flat, _ZERO, factor / (xmax - mn)).astype(np.float32)
-            np.subtract(x, mn, out=t)
-            np.multiply(t, cand_iscale, out=t)
-            levels = round_levels(t, nmax, _abs_bound(cand_iscale, xmin - mn, xmax - mn))
-            np.multiply(w, levels, out=wl)
-            sum_l = np.add.reduce(wl, axis=0)
-            np.multiply(wl, levels, out=err_buf)
-            sum_l2 = np.add.reduce(err_buf, axis=0)
-            np.multiply(wl, x, out=err_buf)
-            sum_xl = np.add.reduce(err_buf, axis=0)
-            det = sum_w * sum_l2 - sum_l * sum_l
-            this_scale = (sum_w * sum_xl - sum_x * sum_l) / det
-            this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det
-            positive = this_min > 0
-            if positive.any():
-                this_scale = np.where(positive, sum_xl / sum_l2, this_scale)
-                this_min = np.where(positive, _ZERO, this_min)
-            err = _weighted_error(x, w, levels, this_scale, this_min, use_mad, err_buf)
+        for factor in _factors(nmax, rmin, rdelta, nstep):
+            cand_iscale = (factor / span).astype(np.float32, copy=False)
+            levels = _levels(x, mn, cand_iscale, xmin, xmax, nmax, t)
+            det, this_scale, this_min = _fit(x, w, levels, sum_w, sum_x, (wl, prod))
+            err = _weighted_error(x, w, levels, this_scale, this_min, use_mad, prod)
             take = (det > 0) & (err < best)
+            if not take.any():
+                continue
             best_iscale = np.where(take, cand_iscale, best_iscale)
             best_shift = np.where(take, mn, best_shift)
             best = np.where(take, err, best)
             scale = np.where(take, this_scale, scale)
             mn = np.where(take, this_min, mn)
-        np.subtract(x, best_shift, out=t)
-        np.multiply(t, best_iscale, out=t)
-        levels = round_levels(
-            t, nmax, _abs_bound(best_iscale, xmin - best_shift, xmax - best_shift)
-        )
+            span = np.where(take, xmax - mn, span)
+        levels = _levels(x, best_shift, best_iscale, xmin, xmax, nmax, t)
     scale = np.where(flat, _ZERO, scale).astype(np.float32)
     return levels, scale, (-mn).astype(np.float32)
 
@@ -240,11 +270,9 @@ def requantize(x: F32, levels: F32, dj: F32, dm: F32, nmax: int) -> F32:
         safe_dj = np.where(keep, np.float32(1.0), dj)
         v = np.add(x, dm)
         np.divide(v, safe_dj, out=v)
-        lo = np.minimum.reduce(x, axis=0) + dm
-        hi = np.maximum.reduce(x, axis=0) + dm
-        bound = np.maximum(np.abs(lo), np.abs(hi)) / np.abs(safe_dj)
-        bound[keep] = 0
-        fresh = round_levels(v, nmax, bound)
+        lo = (np.minimum.reduce(x, axis=0) + dm) / safe_dj
+        hi = (np.maximum.reduce(x, axis=0) + dm) / safe_dj
+        fresh = round_levels(v, nmax, lo, hi)
     return np.where(keep, levels, fresh)
 
 
@@ -253,8 +281,9 @@ def k4_scales_f32(data: U8) -> tuple[F32, F32]:
     d = fp16_to_f32(data[:, 0:2].copy().view("<u2")[:, 0])
     dmin = fp16_to_f32(data[:, 2:4].copy().view("<u2")[:, 0])
     sc, m = unpack_scale_min_k4(data[:, 4:16])
-    scale = (d[:, None] * sc.astype(np.float32))[:, :, None]
-    offset = (dmin[:, None] * m.astype(np.float32))[:, :, None]
+    with np.errstate(invalid="ignore"):  # an inf fp16 d times a 0 scale is NaN, as in C
+        scale = (d[:, None] * sc.astype(np.float32))[:, :, None]
+        offset = (dmin[:, None] * m.astype(np.float32))[:, :, None]
     return scale, offset
 
 
@@ -268,6 +297,8 @@ def quantize_in_chunks(
     """
     blocks = np.ascontiguousarray(blocks, dtype=np.float32)
     out = np.empty((blocks.shape[0], type_size), dtype=np.uint8)
-    for start in range(0, blocks.shape[0], chunk):
-        out[start : start + chunk] = quantize_chunk(blocks[start : start + chunk])
+    # Huge or subnormal blocks overflow to inf/NaN exactly where C does; C's handling is mirrored.
+    with np.errstate(all="ignore"):
+        for start in range(0, blocks.shape[0], chunk):
+            out[start : start + chunk] = quantize_chunk(blocks[start : start + chunk])
     return out

@@ -80,9 +80,10 @@ def dequantize_blocks(data: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
     d = fp16_to_f32(data[:, 80:82].copy().view("<u2")[:, 0])
     dmin = fp16_to_f32(data[:, 82:84].copy().view("<u2")[:, 0])
     scales = data[:, :16]
-    scale = (d[:, None] * (scales & 0xF).astype(np.float32))[:, :, None]
-    offset = (dmin[:, None] * (scales >> 4).astype(np.float32))[:, :, None]
     qs = data[:, 16:80].reshape(-1, 2, 1, 32)
     q = ((qs >> _SHIFTS) & 3).astype(np.float32).reshape(-1, 16, 16)
-    values: npt.NDArray[np.float32] = (scale * q - offset).reshape(-1, 256)
+    with np.errstate(invalid="ignore", over="ignore"):  # inf d times level 0 is NaN in C too
+        scale = (d[:, None] * (scales & 0xF).astype(np.float32))[:, :, None]
+        offset = (dmin[:, None] * (scales >> 4).astype(np.float32))[:, :, None]
+        values: npt.NDArray[np.float32] = (scale * q - offset).reshape(-1, 256)
     return values
