@@ -146,8 +146,9 @@ def truncate_codes(v: Floats, top: int) -> Bytes:
 def pack_nibbles(q: Bytes, out: Bytes) -> None:
     """``(n, 32)`` codes → ``out`` ``(n, 16)`` bytes ``q[j] & 15 | (q[j+16] & 15) << 4``.
 
-    The uint64 view is transposed first so that both halves are contiguous rows: NumPy is slow on
-    the ``(n, 2)`` column slices of the untransposed view (an inner loop of two elements).
+    Works on uint64 views, eight codes per element. The halves are transposed into contiguous rows
+    first and written back through an (unaligned) uint64 view of ``out``: NumPy is slow on the
+    ``(n, 2)`` column slices of the untransposed view, whose inner loop is two elements long.
     """
     halves = np.ascontiguousarray(q.view(U64).T)
     low, high = halves[:2], halves[2:]
@@ -155,16 +156,16 @@ def pack_nibbles(q: Bytes, out: Bytes) -> None:
     high &= _LOW_NIBBLES
     high <<= _FOUR
     low |= high
-    out[...] = np.ascontiguousarray(low.T).view(np.uint8)
+    out.view(U64)[...] = low.T
 
 
 def unpack_nibbles(qs: Bytes) -> Bytes:
-    """``(n, 16)`` bytes → ``(n, 32)`` codes 0..15: low nibbles first, then high nibbles."""
-    qs64 = np.ascontiguousarray(qs).view(U64)
-    q64 = np.empty((qs64.shape[0], 4), dtype=U64)
-    np.bitwise_and(qs64, _LOW_NIBBLES, out=q64[:, :2])
-    np.bitwise_and(qs64 >> _FOUR, _LOW_NIBBLES, out=q64[:, 2:])
-    return q64.view(np.uint8)
+    """``(n, 16)`` bytes (rows may be strided) → ``(n, 32)`` codes 0..15: low nibbles, then high."""
+    halves = np.empty((4, qs.shape[0]), dtype=U64)
+    np.copyto(halves[:2], qs.view(U64).T)
+    np.right_shift(halves[:2], _FOUR, out=halves[2:])
+    halves &= _LOW_NIBBLES
+    return np.ascontiguousarray(halves.T).view(np.uint8)
 
 
 def symmetric_codes(blocks: Floats, levels: int) -> tuple[Floats, Bytes]:

@@ -37,7 +37,14 @@ _BYTE_LSB = U64(0x0101010101010101)
 # Multiplying eight 0/1 bytes by this sums bit k of byte k into bits 56+k without carries (every
 # partial product lands on its own bit), so ``>> 56`` gathers them into one byte.
 _GATHER_BITS = U64(0x0102040810204080)
+# The reverse: replicate a byte into all eight, keep bit k in byte k, and turn each non-zero byte
+# into 0x10 (adding 0x7F carries into bit 7 only when the byte is non-zero; no byte overflows).
+_REPLICATE = U64(0x0101010101010101)
+_BIT_K_OF_BYTE_K = U64(0x8040201008040201)
+_SEVEN_F = U64(0x7F7F7F7F7F7F7F7F)
+_BYTE_MSB = U64(0x8080808080808080)
 _FOUR = U64(4)
+_THREE = U64(3)
 _TOP_BYTE = U64(56)
 
 
@@ -46,15 +53,25 @@ def pack_high_bits(q: Bytes, out: Bytes) -> None:
     bits = (q.view(U64) >> _FOUR) & _BYTE_LSB
     bits *= _GATHER_BITS
     bits >>= _TOP_BYTE
-    out[...] = bits.astype(np.uint8)
+    # Written as one uint32 per block: a (n, 4) byte assignment runs four bytes per inner loop.
+    out.view("<u4")[:, 0] = bits.astype(np.uint8).view("<u4")[:, 0]
+
+
+def high_bits(qh: Bytes) -> Bytes:
+    """``qh`` ``(n, 4)`` → ``(n, 32)`` bytes, 0x10 where bit j of the LE uint32 is set, else 0."""
+    spread = qh.astype(U64)
+    spread *= _REPLICATE
+    spread &= _BIT_K_OF_BYTE_K
+    spread += _SEVEN_F
+    spread &= _BYTE_MSB
+    spread >>= _THREE
+    return spread.view(np.uint8).reshape(-1, 32)
 
 
 def unpack_codes(qh: Bytes, qs: Bytes) -> Bytes:
     """``qh`` ``(n, 4)`` and ``qs`` ``(n, 16)`` → the ``(n, 32)`` 5-bit codes."""
     q = unpack_nibbles(qs)
-    high = np.unpackbits(np.ascontiguousarray(qh), axis=1, bitorder="little")
-    high <<= 4
-    q |= high
+    q |= high_bits(qh)
     return q
 
 
