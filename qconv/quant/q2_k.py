@@ -32,7 +32,7 @@ from qconv.quant.kquant import (
 from qconv.quant.rounding import nearest_int
 
 _TYPE_SIZE = QUANT_SIZES[GGMLType.Q2_K][1]
-_CHUNK = 384  # super-blocks per search chunk: amortizes NumPy call cost, stays in cache
+CHUNK_BLOCKS = 384  # super-blocks per search chunk: amortizes NumPy call cost, stays in cache
 _Q4SCALE = np.float32(15.0)
 _SHIFTS = (2 * np.arange(4, dtype=np.uint8))[None, None, :, None]
 
@@ -71,7 +71,7 @@ def _quantize_chunk(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
 
 def quantize_blocks(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
     """float32 (n_blocks, 256) → (n_blocks, 84) Q2_K bytes, bit-identical to ggml's reference."""
-    return quantize_in_chunks(blocks, _TYPE_SIZE, _CHUNK, _quantize_chunk)
+    return quantize_in_chunks(blocks, _TYPE_SIZE, CHUNK_BLOCKS, _quantize_chunk)
 
 
 def dequantize_blocks(data: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:

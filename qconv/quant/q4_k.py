@@ -25,7 +25,7 @@ from qconv.quant.kquant import (
 )
 
 _TYPE_SIZE = QUANT_SIZES[GGMLType.Q4_K][1]
-_CHUNK = 384  # super-blocks per search chunk: amortizes NumPy call cost, stays in cache
+CHUNK_BLOCKS = 384  # super-blocks per search chunk: amortizes NumPy call cost, stays in cache
 
 
 def _pack_nibbles(levels: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
@@ -40,7 +40,7 @@ def _quantize_chunk(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
 
 def quantize_blocks(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
     """float32 (n_blocks, 256) → (n_blocks, 144) Q4_K bytes, bit-identical to ggml's reference."""
-    return quantize_in_chunks(blocks, _TYPE_SIZE, _CHUNK, _quantize_chunk)
+    return quantize_in_chunks(blocks, _TYPE_SIZE, CHUNK_BLOCKS, _quantize_chunk)
 
 
 def dequantize_blocks(data: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:

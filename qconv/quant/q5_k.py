@@ -26,7 +26,7 @@ from qconv.quant.kquant import (
 )
 
 _TYPE_SIZE = QUANT_SIZES[GGMLType.Q5_K][1]
-_CHUNK = 384  # super-blocks per search chunk, as for Q4_K
+CHUNK_BLOCKS = 384  # super-blocks per search chunk, as for Q4_K
 _BIT_WEIGHTS = (np.uint8(1) << np.arange(8, dtype=np.uint8))[None, :, None]
 
 
@@ -47,7 +47,7 @@ def _quantize_chunk(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
 
 def quantize_blocks(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
     """float32 (n_blocks, 256) → (n_blocks, 176) Q5_K bytes, bit-identical to ggml's reference."""
-    return quantize_in_chunks(blocks, _TYPE_SIZE, _CHUNK, _quantize_chunk)
+    return quantize_in_chunks(blocks, _TYPE_SIZE, CHUNK_BLOCKS, _quantize_chunk)
 
 
 def dequantize_blocks(data: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
