@@ -55,7 +55,7 @@ def max_positive(values: F32) -> F32:
     return np.where(top > 0, top, _ZERO).astype(np.float32)
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=4)  # a few chunk shapes; each entry is 2 small arrays
 def _limits(shape: tuple[int, ...], nmax: int) -> tuple[F32, F32]:
     """Full arrays of 0 and nmax: np.maximum/np.minimum run ~8x slower with a scalar operand."""
     low = np.zeros(shape, dtype=np.float32)
