@@ -229,6 +229,25 @@ def test_quantize_leaves_its_input_untouched_even_for_a_single_block(qtype):
     assert (rows == -1.0).all()
 
 
+@pytest.mark.parametrize("where", [0, 31])
+@type_ids
+def test_nan_input_raises_quantization_error(qtype, where):
+    rows = np.ones((2, 64), dtype=np.float32)
+    rows[1, 32 + where] = np.nan
+    with pytest.raises(QuantizationError, match="NaN"):
+        quantize(rows, qtype)
+
+
+@needs_oracle
+@type_ids
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_infinite_inputs_give_ggml_bytes_without_warnings(qtype):
+    rows = np.random.default_rng(3).standard_normal((3, 64)).astype(np.float32)
+    rows[0, 3], rows[1, 40], rows[2, :32] = np.inf, -np.inf, -np.inf
+    rows[2, 7] = np.inf
+    np.testing.assert_array_equal(quantize(rows, qtype), ORACLE.quantize(qtype, rows))
+
+
 @type_ids
 def test_row_length_not_a_multiple_of_32_raises_quantization_error(qtype):
     with pytest.raises(QuantizationError, match="not a multiple"):

@@ -54,10 +54,16 @@ def map_chunks(
     out: npt.NDArray[Any],
     convert_chunk: Callable[[npt.NDArray[Any], npt.NDArray[Any]], None],
 ) -> None:
-    """Call ``convert_chunk(source[a:b], out[a:b])`` for consecutive chunks of CHUNK_BLOCKS rows."""
-    for start in range(0, source.shape[0], CHUNK_BLOCKS):
-        stop = start + CHUNK_BLOCKS
-        convert_chunk(source[start:stop], out[start:stop])
+    """Call ``convert_chunk(source[a:b], out[a:b])`` for consecutive chunks of CHUNK_BLOCKS rows.
+
+    An infinite input makes a block's inverse scale 0 and ``inf * 0`` NaN exactly where C computes
+    it; C's conversion and NumPy's both turn that NaN into code 0, so the bytes match ggml and the
+    "invalid value" warning NumPy would raise for it says nothing. (NaN input is refused earlier.)
+    """
+    with np.errstate(invalid="ignore"):
+        for start in range(0, source.shape[0], CHUNK_BLOCKS):
+            stop = start + CHUNK_BLOCKS
+            convert_chunk(source[start:stop], out[start:stop])
 
 
 def float_blocks(blocks: npt.NDArray[Any]) -> Floats:
@@ -93,6 +99,22 @@ def element_major(blocks: Floats) -> Floats:
     work on it in place without touching the caller's input.
     """
     return blocks.T.copy()
+
+
+def reject_nan(d: Floats) -> None:
+    """Refuse blocks whose scale is NaN: their bytes would depend on undefined C conversions.
+
+    NaN in a block propagates into its max/min and so into ``d``; checking the ``n`` scales costs
+    far less than scanning the input. (±inf inputs are fine: they give ggml's bytes exactly.)
+
+    Raises:
+        QuantizationError: some block's scale is NaN.
+    """
+    if np.isnan(d).any():
+        raise QuantizationError(
+            "cannot quantize NaN values (a block's scale came out NaN); "
+            "ggml's output for NaN is undefined, so clean the tensor or keep it as F16/F32"
+        )
 
 
 def inverse_scale(d: Floats) -> tuple[Floats, Mask]:
@@ -172,6 +194,7 @@ def symmetric_codes(blocks: Floats, levels: int) -> tuple[Floats, Bytes]:
     """Q4_0 / Q5_0 core: ``d`` and the codes ``MIN(levels-1, (int8_t)(x*id + levels/2 + 0.5f))``."""
     half = levels // 2
     d = signed_absmax(element_major(blocks)) / F32(-half)
+    reject_nan(d)
     inv, overflowed = inverse_scale(d)
     v = blocks * inv[:, None]
     v += F32(half + 0.5)
@@ -200,7 +223,7 @@ def quantize_blocks(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
     """float32 ``(n_blocks, 32)`` → ``(n_blocks, 18)`` Q4_0 bytes, as quantize_row_q4_0_ref.
 
     Raises:
-        QuantizationError: ``blocks`` is not ``(n_blocks, 32)``.
+        QuantizationError: ``blocks`` is not ``(n_blocks, 32)`` or holds NaN.
     """
     blocks = float_blocks(blocks)
     out = np.empty((blocks.shape[0], _TYPE_SIZE), dtype=np.uint8)

@@ -29,6 +29,7 @@ from qconv.quant.q4_0 import (
     inverse_scale,
     map_chunks,
     pack_nibbles,
+    reject_nan,
     truncate_codes,
     unpack_nibbles,
 )
@@ -71,6 +72,7 @@ def asymmetric_codes(blocks: Floats, levels: int) -> tuple[Floats, Floats, Bytes
     # reductions may pick zeros of opposite signs, and adding +0.0 turns the -0.0 back.
     span += F32(0)
     d = span / F32(levels - 1)
+    reject_nan(d)
     inv, _ = inverse_scale(d)
     offset = np.where(inv == 0, F32(0), low)
     v = blocks - offset[:, None]
@@ -101,7 +103,7 @@ def quantize_blocks(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
     """float32 ``(n_blocks, 32)`` → ``(n_blocks, 20)`` Q4_1 bytes, as quantize_row_q4_1_ref.
 
     Raises:
-        QuantizationError: ``blocks`` is not ``(n_blocks, 32)``.
+        QuantizationError: ``blocks`` is not ``(n_blocks, 32)`` or holds NaN.
     """
     blocks = float_blocks(blocks)
     out = np.empty((blocks.shape[0], _TYPE_SIZE), dtype=np.uint8)

@@ -92,7 +92,7 @@ def quantize_blocks(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
     """float32 ``(n_blocks, 32)`` → ``(n_blocks, 22)`` Q5_0 bytes, as quantize_row_q5_0_ref.
 
     Raises:
-        QuantizationError: ``blocks`` is not ``(n_blocks, 32)``.
+        QuantizationError: ``blocks`` is not ``(n_blocks, 32)`` or holds NaN.
     """
     blocks = float_blocks(blocks)
     out = np.empty((blocks.shape[0], _TYPE_SIZE), dtype=np.uint8)

@@ -28,6 +28,7 @@ from qconv.quant.q4_0 import (
     float_blocks,
     inverse_scale,
     map_chunks,
+    reject_nan,
 )
 
 _TYPE_SIZE = QUANT_SIZES[GGMLType.Q8_0][1]
@@ -39,6 +40,7 @@ def _quantize_chunk(blocks: Floats, out: Bytes) -> None:
     magnitudes = element_major(blocks)
     np.abs(magnitudes, out=magnitudes)
     d = np.maximum.reduce(magnitudes, axis=0) / F32(127)
+    reject_nan(d)
     inv, overflowed = inverse_scale(d)
     v = blocks * inv[:, None]
     half = v.view(np.int32) & _SIGN_BIT
@@ -61,7 +63,7 @@ def quantize_blocks(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
     """float32 ``(n_blocks, 32)`` → ``(n_blocks, 34)`` Q8_0 bytes, as quantize_row_q8_0_ref.
 
     Raises:
-        QuantizationError: ``blocks`` is not ``(n_blocks, 32)``.
+        QuantizationError: ``blocks`` is not ``(n_blocks, 32)`` or holds NaN.
     """
     blocks = float_blocks(blocks)
     out = np.empty((blocks.shape[0], _TYPE_SIZE), dtype=np.uint8)
