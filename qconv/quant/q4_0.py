@@ -35,7 +35,8 @@ Bytes = npt.NDArray[np.uint8]
 Mask = npt.NDArray[np.bool_]
 
 # Blocks per chunk: large enough to amortize NumPy's per-call cost, small enough that a chunk's
-# float32 temporaries (128 bytes per block each) stay in the L2 cache. Measured best at 2048-4096.
+# float32 temporaries (128 bytes per block each) mostly stay in the 512 KiB L2. Measured: 4096 beat
+# 2048 and 8192 by 5-15% on the 2-core dev machine.
 CHUNK_BLOCKS = 4096
 
 _BYTE_LSB = U64(0x0101010101010101)  # bit 0 of each of the 8 bytes in a uint64
