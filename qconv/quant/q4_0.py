@@ -155,7 +155,7 @@ def signed_absmax(xt: Floats) -> Floats:
 
 
 def truncate_codes(v: Floats, top: int) -> Bytes:
-    """``MIN(top, (int8_t)v)`` for ``0 <= v < 2*top + 1``, as ``(n, 32)`` uint8 codes.
+    """``MIN(top, (int8_t)v)`` for ``0 <= v < top + 2``, as ``(n, 32)`` uint8 codes.
 
     ``top`` is 15 or 31: the only value above it is ``top + 1``, a single set bit, which the uint64
     view finds in eight codes at a time.
