@@ -416,9 +416,8 @@ def _mixture_type(
     elif category is Category.ATTN_OUTPUT:
         rule = _attn_output_type(state, start)
     elif category in (Category.FFN_GATE, Category.FFN_UP):
-        state.next_layer(
-            category, name
-        )  # no choice for these ftypes, but the count (and check) runs
+        # No choice changes for these file types, but the layer count (and MoE check) still runs.
+        state.next_layer(category, name)
     qtype, why = rule
     return qtype, (f"{label}: {why} -> {qtype.name}" if why else f"default {start.name}")
 
