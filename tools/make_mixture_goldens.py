@@ -47,6 +47,8 @@ class Case:
     source: str  # "BF16" or "F32": the type of every 2-D tensor
     n_expert: int = 0
     n_expert_used: int = 0
+    ftypes: tuple[str, ...] = tuple(FTYPES)
+    pure_ftypes: tuple[str, ...] = tuple(PURE_FTYPES)
 
 
 CASES = [
@@ -60,6 +62,9 @@ CASES = [
          n_expert=8, n_expert_used=2),
     Case("llama4_moe4_h576_tied_bf16", 4, 576, 256, 9, 3, 320, tied=True, source="BF16",
          n_expert=4, n_expert_used=2),
+    # 80 layers with GQA is LLM_TYPE_70B, whose attn_v gets Q5_K instead of Q3_K/Q4_K.
+    Case("llama80_h256_gqa8_70b_bf16", 80, 256, 256, 8, 1, 256, tied=False, source="BF16",
+         ftypes=("q2_k", "q3_k_s", "q3_k_m", "q4_k_s", "q4_k_m"), pure_ftypes=("q4_k_m",)),
 ]  # fmt: skip
 
 
@@ -151,7 +156,7 @@ def make_case(case: Case, tool: Path, out_dir: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "in.gguf", Path(tmp) / "out.gguf"
         write_gguf(case, src)
-        runs = [(f, False) for f in FTYPES] + [(f, True) for f in PURE_FTYPES]
+        runs = [(f, False) for f in case.ftypes] + [(f, True) for f in case.pure_ftypes]
         for ftype, pure in runs:
             order, types = quantize(tool, src, dst, ftype, pure)
             results[ftype + ("+pure" if pure else "")] = [types[n] for n in names]
