@@ -84,7 +84,9 @@ def _version(value: bool) -> None:
 def main(
     version: Annotated[
         bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit."),
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
     ] = False,
 ) -> None:
     """qconv: Hugging Face checkpoints to GGUF in one streaming step."""
@@ -106,7 +108,8 @@ Examples:
 @app.command(epilog=CONVERT_EXAMPLES)
 def convert(
     model: Annotated[
-        str, typer.Argument(help="A .safetensors file, a model folder, or a Hub repo id (org/name).")
+        str,
+        typer.Argument(help="A .safetensors file, a model folder, or a Hub repo id (org/name)."),
     ],
     target: Annotated[
         str,
@@ -115,12 +118,27 @@ def convert(
     output: Annotated[
         str | None,
         typer.Option(
-            "--output", "-o", help="Output file; '-' streams to stdout. Default: <model>-<TYPE>.gguf."
+            "--output",
+            "-o",
+            help="Output file; '-' streams to stdout. Default: <model>-<TYPE>.gguf.",
         ),
     ] = None,
     revision: Annotated[
         str | None, typer.Option(help="Hub revision (branch, tag or commit) for a repo id.")
     ] = None,
+    arch: Annotated[
+        str | None,
+        typer.Option(
+            help="Force the architecture (llama, qwen2, qwen3, …), or 'generic' to keep HF names."
+        ),
+    ] = None,
+    tokenizer_pre: Annotated[
+        str | None,
+        typer.Option(help="llama.cpp pre-tokenizer name when qconv cannot recognise it."),
+    ] = None,
+    no_vocab: Annotated[
+        bool, typer.Option(help="Write weights only, no tokenizer (llama.cpp cannot run it).")
+    ] = False,
     metadata: Annotated[
         list[str] | None,
         typer.Option(
@@ -136,11 +154,16 @@ def convert(
     dry_run: Annotated[
         bool, typer.Option(help="Print the per-tensor plan and total size; write nothing.")
     ] = False,
-    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", "-f", help="Overwrite an existing output.")
+    ] = False,
     jobs: Annotated[
-        int | None, typer.Option("--jobs", "-j", min=1, help="Worker processes (default: all cores).")
+        int | None,
+        typer.Option("--jobs", "-j", min=1, help="Worker processes (default: all cores)."),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")
+    ] = False,
 ) -> None:
     """Convert a Hugging Face checkpoint to a GGUF file."""
     from qconv.convert import default_output_name, plan_conversion, write_conversion
@@ -153,6 +176,9 @@ def convert(
             strict=strict,
             metadata=metadata or (),
             metadata_file=metadata_file,
+            arch=arch,
+            tokenizer_pre=tokenizer_pre,
+            no_vocab=no_vocab,
         )
         if not quiet:
             for warning in conversion.warnings:
@@ -202,7 +228,9 @@ def render_plan(conversion: object) -> str:
     rows = [("tensor", "shape", "source", "type", "bytes", "reason")]
     for plan in conversion.plans:
         shape = "×".join(str(d) for d in plan.shape)
-        rows.append((plan.name, shape, plan.data.dtype, plan.qtype.name, f"{plan.nbytes:,}", plan.reason))
+        rows.append(
+            (plan.name, shape, plan.data.dtype, plan.qtype.name, f"{plan.nbytes:,}", plan.reason)
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     lines = [
         "  ".join(cell.ljust(width) for cell, width in zip(row[:5], widths)) + "  " + row[5]

@@ -17,20 +17,32 @@ import os
 import signal
 import time
 from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import numpy as np
 import numpy.typing as npt
 
 from qconv import quant
+from qconv.arch import Architecture, select_architecture
 from qconv.errors import QuantizationError, SourceError
 from qconv.format import GGML_QNT_VERSION, Keys
-from qconv.metadata import KV, kv_string, kv_uint32, load_metadata_file, merge_kvs, parse_override
+from qconv.metadata import KV, kv_uint32, load_metadata_file, merge_kvs, parse_override
+from qconv.model_card import general_metadata
 from qconv.plan import Target, TensorPlan, parse_target, plan_tensors
-from qconv.source import SUPPORTED_DTYPES, Source, TensorData, TensorRef, open_source
+from qconv.source import (
+    SUPPORTED_DTYPES,
+    GeneratedTensor,
+    PermutedTensor,
+    Source,
+    TensorData,
+    TensorRef,
+    open_source,
+)
+from qconv.vocab import tokenizer_metadata
 from qconv.writer import GGUFWriter, alignment_of, atomic_output, layout
 
 __all__ = ["Conversion", "Report", "convert", "default_output_name", "plan_conversion"]
@@ -78,9 +90,12 @@ def plan_conversion(
     *,
     target: str = "q8_0",
     revision: str | None = None,
+    arch: str | None = None,
     strict: bool = False,
     metadata: Sequence[str] = (),
     metadata_file: Path | None = None,
+    tokenizer_pre: str | None = None,
+    no_vocab: bool = False,
 ) -> Conversion:
     """Open ``model`` and decide every tensor's type and every metadata key; read no tensor data.
 
@@ -92,15 +107,64 @@ def plan_conversion(
     if metadata_file is not None:
         overrides = load_metadata_file(metadata_file) + overrides
     source = open_source(model, revision=revision)
-    tensors = [(ref.name, _checked(ref)) for ref in source.tensors]
+    architecture = select_architecture(source.config, arch)
+    tensors = _named_tensors(source, architecture)
     plans = plan_tensors(tensors, chosen, strict=strict)
-    kvs = merge_kvs(_base_metadata(source, chosen), overrides)
+    n_params = sum(_n_elements(plan.shape) for plan in plans)
+    kvs = architecture.header() + general_metadata(source.root, source.config, n_params, model)
+    if architecture.known:
+        kvs += architecture.metadata(source.config, chosen.ftype)
+        if not no_vocab:
+            assert source.root is not None
+            kvs += tokenizer_metadata(source.root, source.config, pre=tokenizer_pre)
+    else:
+        kvs += [
+            kv_uint32(Keys.FILE_TYPE, chosen.ftype),
+            kv_uint32(Keys.QUANTIZATION_VERSION, GGML_QNT_VERSION),
+        ]
+    kvs = merge_kvs(kvs, overrides)
     alignment_of(kvs)  # validate a user-supplied general.alignment now, not mid-write
     warnings = [f"{p.name}: {p.reason}" for p in plans if p.fallback]
+    if not architecture.known:
+        warnings.insert(0, _generic_warning(source, architecture))
     return Conversion(source, chosen, kvs, plans, warnings)
 
 
-def _checked(ref: TensorRef) -> TensorData:
+def _named_tensors(source: Source, architecture: Architecture) -> list[tuple[str, TensorData]]:
+    """(GGUF name, data) in llama.cpp's converter order: generated tensors, then the checkpoint's."""
+    named: list[tuple[str, TensorData]] = [
+        (name, GeneratedTensor(name, values))
+        for name, values in architecture.extra_tensors(source.config)
+    ]
+    for ref in source.tensors:
+        gguf_name = architecture.gguf_name(ref.name)
+        if gguf_name is None:
+            continue
+        data = _checked(ref)
+        order = architecture.row_order(ref.name, ref.shape, source.config)
+        named.append((gguf_name, data if order is None else PermutedTensor(data, order, ref.name)))
+    return named
+
+
+def _generic_warning(source: Source, architecture: Architecture) -> str:
+    if not source.config:
+        why = "no config.json"
+    else:
+        why = f"architecture {architecture.name!r} is not one qconv maps"
+    return (
+        f"{why}: converting in generic mode (Hugging Face tensor names kept); llama.cpp will not "
+        "run this file. Use --arch to choose an architecture."
+    )
+
+
+def _n_elements(shape: tuple[int, ...]) -> int:
+    n = 1
+    for dim in shape:
+        n *= dim
+    return n
+
+
+def _checked(ref: TensorRef) -> TensorRef:
     if ref.dtype not in SUPPORTED_DTYPES:
         raise SourceError(
             f"{ref.path}: tensor {ref.name!r} is {ref.dtype}; qconv converts "
@@ -109,17 +173,6 @@ def _checked(ref: TensorRef) -> TensorData:
     if not ref.shape or 0 in ref.shape:
         raise SourceError(f"{ref.path}: tensor {ref.name!r} is empty {list(ref.shape)}")
     return ref
-
-
-def _base_metadata(source: Source, target: Target) -> list[KV]:
-    architecture = str(source.config.get("model_type") or "unknown")
-    return [
-        kv_string(Keys.ARCHITECTURE, architecture),
-        kv_string(Keys.TYPE, "model"),
-        kv_string(Keys.NAME, source.name),
-        kv_uint32(Keys.FILE_TYPE, target.ftype),
-        kv_uint32(Keys.QUANTIZATION_VERSION, GGML_QNT_VERSION),
-    ]
 
 
 def convert(
@@ -131,6 +184,9 @@ def convert(
     strict: bool = False,
     metadata: Sequence[str] = (),
     metadata_file: Path | None = None,
+    arch: str | None = None,
+    tokenizer_pre: str | None = None,
+    no_vocab: bool = False,
     force: bool = False,
     jobs: int | None = None,
     on_progress: ProgressCallback | None = None,
@@ -153,6 +209,9 @@ def convert(
         strict=strict,
         metadata=metadata,
         metadata_file=metadata_file,
+        arch=arch,
+        tokenizer_pre=tokenizer_pre,
+        no_vocab=no_vocab,
     )
     return write_conversion(conversion, output, force=force, jobs=jobs, on_progress=on_progress)
 
@@ -259,26 +318,36 @@ def default_jobs() -> int:
 def _chunk_results(
     plans: Sequence[TensorPlan], chunks: Sequence[Chunk], jobs: int | None
 ) -> Iterator[Iterator[npt.NDArray[np.uint8]]]:
-    """Quantized chunks in order: inline for one job, else from a process pool, bounded in flight."""
+    """Quantized chunks in order: inline for one job, else from worker processes.
+
+    At most ``2 × jobs`` chunks are in flight, which bounds memory. On any error or Ctrl-C the
+    queued chunks are cancelled and the running ones (at most ``jobs``, each well under a second)
+    are drained before returning, so no worker is left blocked on a full result pipe.
+    """
     jobs = default_jobs() if jobs is None else max(1, jobs)
     if jobs == 1 or len(chunks) < 2:
         yield (convert_chunk(plans[i], start, stop) for i, start, stop in chunks)
         return
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    pool = multiprocessing.get_context(method).Pool(jobs, _init_worker, (plans,))
+    executor = ProcessPoolExecutor(
+        jobs,
+        mp_context=multiprocessing.get_context(method),
+        initializer=_init_worker,
+        initargs=(plans,),
+    )
     try:
-        yield _bounded(pool, chunks, 2 * jobs)
-        pool.close()
+        yield _bounded(executor, chunks, 2 * jobs)
     finally:
-        pool.terminate()
-        pool.join()
+        executor.shutdown(wait=True, cancel_futures=True)
 
 
-def _bounded(pool: Any, chunks: Sequence[Chunk], window: int) -> Iterator[npt.NDArray[np.uint8]]:
-    pending: deque[Any] = deque()
+def _bounded(
+    executor: ProcessPoolExecutor, chunks: Sequence[Chunk], window: int
+) -> Iterator[npt.NDArray[np.uint8]]:
+    pending: deque[Future[npt.NDArray[np.uint8]]] = deque()
     for chunk in chunks:
-        pending.append(pool.apply_async(_worker_chunk, (chunk,)))
+        pending.append(executor.submit(_worker_chunk, chunk))
         if len(pending) >= window:
-            yield pending.popleft().get()
+            yield pending.popleft().result()
     while pending:
-        yield pending.popleft().get()
+        yield pending.popleft().result()

@@ -7,12 +7,12 @@ each class to an exit code (``qconv.cli.EXIT_CODES``); the library itself never 
 from __future__ import annotations
 
 __all__ = [
-    "QconvError",
-    "UsageError",
-    "SourceError",
     "FormatError",
-    "QuantizationError",
     "OutputError",
+    "QconvError",
+    "QuantizationError",
+    "SourceError",
+    "UsageError",
 ]
 
 

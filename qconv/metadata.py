@@ -26,9 +26,9 @@ __all__ = [
     "kv_float32",
     "kv_string",
     "kv_uint32",
+    "load_metadata_file",
     "merge_kvs",
     "parse_override",
-    "load_metadata_file",
     "validate_kv",
 ]
 

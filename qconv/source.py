@@ -244,9 +244,7 @@ def open_source(spec: str, *, revision: str | None = None) -> Source:
     if REPO_ID.match(spec) and not spec.startswith((".", "/", "~")):
         snapshot = _download(spec, revision)
         return _open_dir(spec, snapshot, name=spec.split("/")[-1])
-    raise SourceError(
-        f"{spec}: no such file or folder, and not a Hugging Face repo id (org/name)"
-    )
+    raise SourceError(f"{spec}: no such file or folder, and not a Hugging Face repo id (org/name)")
 
 
 def _open_file(spec: str, path: Path) -> Source:
@@ -322,7 +320,9 @@ def _check_unique(refs: list[TensorRef]) -> None:
     seen: dict[str, Path] = {}
     for ref in refs:
         if ref.name in seen:
-            raise FormatError(f"tensor {ref.name!r} appears in both {seen[ref.name]} and {ref.path}")
+            raise FormatError(
+                f"tensor {ref.name!r} appears in both {seen[ref.name]} and {ref.path}"
+            )
         seen[ref.name] = ref.path
 
 
@@ -357,9 +357,7 @@ def _download(repo_id: str, revision: str | None) -> Path:
     )
 
     try:
-        return Path(
-            snapshot_download(repo_id, revision=revision, allow_patterns=HUB_PATTERNS)
-        )
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=HUB_PATTERNS))
     except GatedRepoError as e:
         raise SourceError(
             f"{repo_id}: gated repository; accept its licence on the Hub and set HF_TOKEN"

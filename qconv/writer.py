@@ -133,7 +133,9 @@ def encode_header(kvs: Sequence[KV], tensors: Sequence[TensorInfo], alignment: i
     """Everything before the data section, padded to ``alignment``."""
     keys = [kv.key for kv in kvs]
     if len(set(keys)) != len(keys):
-        raise UsageError(f"duplicate metadata keys: {sorted({k for k in keys if keys.count(k) > 1})}")
+        raise UsageError(
+            f"duplicate metadata keys: {sorted({k for k in keys if keys.count(k) > 1})}"
+        )
     names = [t.name for t in tensors]
     if len(set(names)) != len(names):
         duplicated = sorted({n for n in names if names.count(n) > 1})
@@ -188,9 +190,11 @@ class GGUFWriter:
         self._expect(WriterState.DATA, "write tensor data")
         if self._index >= len(self._tensors):
             raise RuntimeError("all tensors are already written")
-        view = memoryview(np.ascontiguousarray(data)).cast("B") if not isinstance(
-            data, bytes
-        ) else memoryview(data)
+        view = (
+            memoryview(np.ascontiguousarray(data)).cast("B")
+            if not isinstance(data, bytes)
+            else memoryview(data)
+        )
         self._written += len(view)
         if self._written > self._tensors[self._index].nbytes:
             raise RuntimeError(f"tensor {self._tensors[self._index].name}: more bytes than planned")

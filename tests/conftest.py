@@ -127,16 +127,28 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 
 
+# A small byte-level BPE tokenizer (Llama 3 style, 300 tokens) from the architecture goldens.
+TOKENIZER_DIR = Path(__file__).resolve().parent / "golden" / "arch" / "llama3" / "tokenizer"
+
+
+def write_tiny_llama(directory: Path, **options: object) -> Path:
+    """A 2-layer Llama-shaped checkpoint with config.json and tokenizer files."""
+    write_llama_checkpoint(directory, TINY_SHAPE, **options)  # type: ignore[arg-type]
+    for file in TOKENIZER_DIR.iterdir():
+        (directory / file.name).write_bytes(file.read_bytes())
+    return directory
+
+
 @pytest.fixture
 def tiny_checkpoint(tmp_path: Path) -> Path:
-    """A 2-layer Llama-shaped BF16 checkpoint in one model.safetensors."""
-    return write_llama_checkpoint(tmp_path / "tiny-llama", TINY_SHAPE, dtype="BF16")
+    """A 2-layer Llama-shaped BF16 checkpoint in one model.safetensors, with a tokenizer."""
+    return write_tiny_llama(tmp_path / "tiny-llama", dtype="BF16")
 
 
 @pytest.fixture
 def sharded_checkpoint(tmp_path: Path) -> Path:
     """The same model as tiny_checkpoint, in three shards with model.safetensors.index.json."""
-    return write_llama_checkpoint(tmp_path / "tiny-llama-sharded", TINY_SHAPE, n_shards=3)
+    return write_tiny_llama(tmp_path / "tiny-llama-sharded", n_shards=3)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from qconv.format import QUANT_SIZES, GGMLType
 
 
 class _TypeTraits(ctypes.Structure):
-    _fields_ = [  # noqa: RUF012 - ctypes wants a class attribute
+    _fields_ = [
         ("type_name", ctypes.c_char_p),
         ("blck_size", ctypes.c_int64),
         ("blck_size_interleave", ctypes.c_int64),

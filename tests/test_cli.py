@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from synthetic import write_safetensors
 from typer.testing import CliRunner
 
 from qconv import __version__
 from qconv.cli import EXIT_CODES, app, exit_code_for
 from qconv.errors import FormatError, QconvError, SourceError
-from synthetic import write_safetensors
 
 runner = CliRunner()
 
@@ -57,7 +57,9 @@ def test_errors_are_one_line_on_stderr_with_their_exit_code(
 ) -> None:
     (tmp_path / "bad.safetensors").write_bytes(b"\x05\0\0\0\0\0\0\0{oops")
     (tmp_path / "exists.gguf").write_bytes(b"x")
-    write_safetensors(tmp_path / "odd.safetensors", {"w.weight": ("F32", __import__("numpy").ones((2, 33)))})
+    write_safetensors(
+        tmp_path / "odd.safetensors", {"w.weight": ("F32", __import__("numpy").ones((2, 33)))}
+    )
     filled = [a.format(model=tiny_checkpoint, tmp=tmp_path) for a in args]
     exit_code, stdout, stderr = run(*filled)
     assert exit_code == code
@@ -68,7 +70,9 @@ def test_errors_are_one_line_on_stderr_with_their_exit_code(
         assert "Traceback" not in stderr
 
 
-def test_convert_prints_only_the_output_path_on_stdout(tiny_checkpoint: Path, tmp_path: Path) -> None:
+def test_convert_prints_only_the_output_path_on_stdout(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "t.gguf"
     code, stdout, stderr = run("convert", str(tiny_checkpoint), "-t", "q8_0", "-o", str(out))
     assert code == 0 and stdout == f"{out}\n"
@@ -85,11 +89,13 @@ def test_default_output_name_comes_from_model_and_type(
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    code, stdout, _ = run("convert", str(tiny_checkpoint), "-t", "q8_0", "--dry-run", "-o", str(tmp_path / "x.gguf"))
+    code, stdout, _ = run(
+        "convert", str(tiny_checkpoint), "-t", "q8_0", "--dry-run", "-o", str(tmp_path / "x.gguf")
+    )
     assert code == 0
     lines = stdout.splitlines()
     assert lines[0].split()[:5] == ["tensor", "shape", "source", "type", "bytes"]
-    norm = next(line for line in lines if "input_layernorm" in line)
+    norm = next(line for line in lines if "blk.0.attn_norm.weight" in line)
     assert "BF16" in norm and "F32" in norm and "1-D tensor kept F32" in norm
     assert lines[-1].startswith("total: 21 tensors") and "MOSTLY_Q8_0" in lines[-1]
     assert not (tmp_path / "x.gguf").exists()
@@ -109,7 +115,9 @@ def test_quiet_silences_summary_and_warnings(tmp_path: Path) -> None:
 
     model = tmp_path / "odd.safetensors"
     write_safetensors(model, {"w.weight": ("F32", np.ones((2, 33), dtype=np.float32))})
-    code, stdout, stderr = run("convert", str(model), "-t", "q8_0", "-o", str(tmp_path / "o.gguf"), "-q")
+    code, stdout, stderr = run(
+        "convert", str(model), "-t", "q8_0", "-o", str(tmp_path / "o.gguf"), "-q"
+    )
     assert code == 0 and stderr == "" and stdout.strip().endswith("o.gguf")
 
 
@@ -132,7 +140,9 @@ def _env() -> dict[str, str]:
     return env
 
 
-def test_dash_output_streams_the_same_bytes_to_stdout(tiny_checkpoint: Path, tmp_path: Path) -> None:
+def test_dash_output_streams_the_same_bytes_to_stdout(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "file.gguf"
     cmd = [sys.executable, "-m", "qconv", "convert", str(tiny_checkpoint), "-t", "q4_0"]
     subprocess.run([*cmd, "-o", str(out), "-q"], check=True, env=_env(), capture_output=True)
@@ -141,16 +151,30 @@ def test_dash_output_streams_the_same_bytes_to_stdout(tiny_checkpoint: Path, tmp
     assert b"wrote -" in piped.stderr
 
 
-def test_hub_repo_id_honours_hf_home_and_offline_mode(tiny_checkpoint: Path, tmp_path: Path) -> None:
+def test_hub_repo_id_honours_hf_home_and_offline_mode(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
     from conftest import make_hub_cache
 
     hf_home = tmp_path / "home"
     make_hub_cache(hf_home / "hub", "org/tiny", tiny_checkpoint)
     env = dict(_env(), HF_HOME=str(hf_home))
-    cmd = [sys.executable, "-m", "qconv", "convert", "org/tiny", "-t", "q8_0", "-o", str(tmp_path / "h.gguf")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "qconv",
+        "convert",
+        "org/tiny",
+        "-t",
+        "q8_0",
+        "-o",
+        str(tmp_path / "h.gguf"),
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    missing = subprocess.run([*cmd[:4], "org/absent", *cmd[5:]], env=env, capture_output=True, text=True)
+    missing = subprocess.run(
+        [*cmd[:4], "org/absent", *cmd[5:]], env=env, capture_output=True, text=True
+    )
     assert missing.returncode == 3 and "HF_HUB_OFFLINE" in missing.stderr
     assert missing.stderr.count("\n") == 1
 

@@ -8,12 +8,13 @@ from pathlib import Path
 import gguf
 import numpy as np
 import pytest
+from synthetic import write_safetensors
 
 from qconv.convert import convert, plan_conversion
 from qconv.errors import OutputError, QuantizationError, SourceError, UsageError
-from qconv.format import GGMLType
+from qconv.format import GGMLType, GGUFValueType
+from qconv.metadata import KV
 from qconv.source import open_source
-from synthetic import write_safetensors
 
 
 def read_tensors(path: Path) -> dict[str, gguf.ReaderTensor]:
@@ -37,10 +38,11 @@ def test_quantized_tensors_equal_gguf_quants_of_the_widened_source(
     convert(str(tiny_checkpoint), out, target=target, jobs=1)
     qtype = gguf.GGMLQuantizationType[target.upper()]
     tensors = read_tensors(out)
-    name = "model.layers.1.mlp.down_proj.weight"
-    expected = gguf.quants.quantize(source_rows(tiny_checkpoint, name), qtype)
-    assert tensors[name].tensor_type == qtype
-    assert np.array_equal(np.asarray(tensors[name].data).reshape(expected.shape), expected)
+    source = source_rows(tiny_checkpoint, "model.layers.1.mlp.down_proj.weight")
+    expected = gguf.quants.quantize(source, qtype)
+    written = tensors["blk.1.ffn_down.weight"]
+    assert written.tensor_type == qtype
+    assert np.array_equal(np.asarray(written.data).reshape(expected.shape), expected)
 
 
 def test_gguf_reader_sees_the_planned_names_shapes_types_and_offsets(
@@ -66,20 +68,39 @@ def test_gguf_reader_sees_the_planned_names_shapes_types_and_offsets(
 def test_bf16_source_widens_exactly_to_f32(tiny_checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.gguf"
     convert(str(tiny_checkpoint), out, target="f32", jobs=1)
-    name = "model.layers.0.self_attn.q_proj.weight"
+    name = "model.layers.0.mlp.up_proj.weight"
     ref = next(r for r in open_source(str(tiny_checkpoint)).tensors if r.name == name)
     raw = np.fromfile(ref.path, dtype="<u2", count=ref.nbytes // 2, offset=ref.offset)
     expected = (raw.astype(np.uint32) << 16).view(np.float32).reshape(ref.shape)
-    assert np.array_equal(np.asarray(read_tensors(out)[name].data), expected)
+    assert np.array_equal(np.asarray(read_tensors(out)["blk.0.ffn_up.weight"].data), expected)
+
+
+@pytest.mark.parametrize(
+    ("hf", "gguf_name", "heads"), [("q_proj", "attn_q", 4), ("k_proj", "attn_k", 2)]
+)
+def test_query_and_key_rows_are_permuted_to_llama_cpp_rope_layout(
+    tiny_checkpoint: Path, tmp_path: Path, hf: str, gguf_name: str, heads: int
+) -> None:
+    out = tmp_path / "out.gguf"
+    convert(str(tiny_checkpoint), out, target="f32", jobs=1)
+    source = source_rows(tiny_checkpoint, f"model.layers.1.self_attn.{hf}.weight")
+    # convert_hf_to_gguf.py's LlamaModel.permute, written out independently
+    rows = source.shape[0]
+    expected = source.reshape(heads, 2, rows // heads // 2, -1).swapaxes(1, 2).reshape(source.shape)
+    assert np.array_equal(np.asarray(read_tensors(out)[f"blk.1.{gguf_name}.weight"].data), expected)
 
 
 def test_bf16_target_keeps_bf16_source_bits(tiny_checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.gguf"
     convert(str(tiny_checkpoint), out, target="bf16", jobs=1)
-    name = "model.embed_tokens.weight"
-    ref = next(r for r in open_source(str(tiny_checkpoint)).tensors if r.name == name)
+    ref = next(
+        r
+        for r in open_source(str(tiny_checkpoint)).tensors
+        if r.name == "model.embed_tokens.weight"
+    )
     raw = np.fromfile(ref.path, dtype=np.uint8, count=ref.nbytes, offset=ref.offset)
-    assert np.array_equal(np.asarray(read_tensors(out)[name].data).view(np.uint8).ravel(), raw)
+    written = read_tensors(out)["token_embd.weight"]
+    assert np.array_equal(np.asarray(written.data).view(np.uint8).ravel(), raw)
 
 
 def test_folder_file_and_hub_give_identical_files(
@@ -102,13 +123,16 @@ def test_shards_are_read_from_the_index_with_the_same_tensor_data(
 ) -> None:
     convert(str(tiny_checkpoint), tmp_path / "single.gguf", target="q4_0", jobs=1)
     convert(str(sharded_checkpoint), tmp_path / "sharded.gguf", target="q4_0", jobs=1)
-    single, sharded = read_tensors(tmp_path / "single.gguf"), read_tensors(tmp_path / "sharded.gguf")
+    single, sharded = (
+        read_tensors(tmp_path / "single.gguf"),
+        read_tensors(tmp_path / "sharded.gguf"),
+    )
     assert sorted(single) == sorted(sharded)
     for name, tensor in single.items():
         assert np.array_equal(np.asarray(tensor.data), np.asarray(sharded[name].data)), name
     # llama.cpp's converter order: shard files in index order, names sorted within each shard
     shard_names = sorted(p.name for p in sharded_checkpoint.glob("model-*.safetensors"))
-    assert list(sharded)[0] == "model.embed_tokens.weight"  # first tensor of the first shard
+    assert list(sharded)[0] == "token_embd.weight"  # first tensor of the first shard
     assert len(shard_names) == 3
 
 
@@ -139,7 +163,8 @@ def test_mixed_dtypes_norms_biases_and_fallbacks_are_planned(mixed_checkpoint: P
     assert types["proj.bias"][0] == GGMLType.F32
     assert types["odd.weight"][0] == GGMLType.F16
     assert "100" in types["odd.weight"][1]
-    assert conversion.warnings == [f"odd.weight: {types['odd.weight'][1]}"]
+    assert conversion.warnings[-1] == f"odd.weight: {types['odd.weight'][1]}"
+    assert "generic mode" in conversion.warnings[0]  # no config.json: names kept, user told
 
 
 def test_strict_turns_a_fallback_into_an_error(mixed_checkpoint: Path) -> None:
@@ -147,14 +172,18 @@ def test_strict_turns_a_fallback_into_an_error(mixed_checkpoint: Path) -> None:
         plan_conversion(str(mixed_checkpoint), target="q4_0", strict=True)
 
 
-def test_non_finite_weights_fail_naming_the_tensor_and_leave_no_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_non_finite_weights_fail_naming_the_tensor_and_leave_no_file(
+    tmp_path: Path, jobs: int
+) -> None:
     values = np.zeros((4, 64), dtype=np.float32)
     values[2, 5] = np.nan
     model = tmp_path / "nan.safetensors"
-    write_safetensors(model, {"bad.weight": ("F32", values)})
+    good = {f"good{i}.weight": ("F32", np.ones((4, 64), dtype=np.float32)) for i in range(4)}
+    write_safetensors(model, {**good, "bad.weight": ("F32", values)})
     out = tmp_path / "out.gguf"
     with pytest.raises(QuantizationError, match=r"bad.weight.*\[2, 5\].*nan"):
-        convert(str(model), out, target="q8_0", jobs=1)
+        convert(str(model), out, target="q8_0", jobs=jobs)
     assert list(tmp_path.iterdir()) == [model]
 
 
@@ -164,7 +193,9 @@ def test_unsupported_dtype_names_file_tensor_and_supported_types(
 ) -> None:
     model = tmp_path / "ints.safetensors"
     write_safetensors(model, {"ids.weight": (dtype, np.arange(64).reshape(2, 32))})
-    with pytest.raises(SourceError, match=rf"ints.safetensors: tensor 'ids.weight' is {dtype}.*BF16"):
+    with pytest.raises(
+        SourceError, match=rf"ints.safetensors: tensor 'ids.weight' is {dtype}.*BF16"
+    ):
         plan_conversion(str(model), target="q8_0")
 
 
@@ -191,7 +222,9 @@ def test_interrupted_write_leaves_neither_output_nor_temp_file(
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     with pytest.raises(KeyboardInterrupt):
-        convert(str(tiny_checkpoint), out_dir / "x.gguf", target="q8_0", jobs=2, on_progress=interrupt)
+        convert(
+            str(tiny_checkpoint), out_dir / "x.gguf", target="q8_0", jobs=2, on_progress=interrupt
+        )
     assert list(out_dir.iterdir()) == []
 
 
@@ -199,7 +232,9 @@ def test_metadata_overrides_are_typed_and_replace_defaults(
     tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
     meta_file = tmp_path / "meta.json"
-    meta_file.write_text('{"general.license": "mit", "custom.ids": {"type": "array:u32", "value": [1, 2]}}')
+    meta_file.write_text(
+        '{"general.license": "mit", "custom.ids": {"type": "array:u32", "value": [1, 2]}}'
+    )
     out = tmp_path / "out.gguf"
     convert(
         str(tiny_checkpoint),
@@ -243,7 +278,13 @@ def test_qconv_reader_reads_back_exactly_what_the_writer_planned(
     out = tmp_path / "out.gguf"
     report = convert(str(tiny_checkpoint), out, target="q4_0", jobs=1, metadata=["x.flag=true"])
     parsed = read_gguf(out)
-    assert parsed.kvs == report.conversion.kvs
+
+    def stored(kv: KV) -> KV:  # FLOAT32 values come back as the float32 the file holds
+        if kv.vtype == GGUFValueType.FLOAT32:
+            return KV(kv.key, kv.vtype, float(np.float32(kv.value)))
+        return kv
+
+    assert parsed.kvs == [stored(kv) for kv in report.conversion.kvs]
     assert [(t.name, t.shape, t.qtype, t.nbytes) for t in parsed.tensors] == [
         (p.name, p.shape, p.qtype, p.nbytes) for p in report.conversion.plans
     ]

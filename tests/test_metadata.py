@@ -78,5 +78,7 @@ def test_bad_metadata_files_are_usage_errors(tmp_path: Path, text: str, message:
 
 
 def test_merge_replaces_in_place_and_appends_new_keys() -> None:
-    merged = merge_kvs([kv_string("a", "1"), kv_string("b", "2")], [kv_string("a", "x"), kv_string("c", "3")])
+    merged = merge_kvs(
+        [kv_string("a", "1"), kv_string("b", "2")], [kv_string("a", "x"), kv_string("c", "3")]
+    )
     assert [(kv.key, kv.value) for kv in merged] == [("a", "x"), ("b", "2"), ("c", "3")]

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from synthetic import to_bf16_bits, write_safetensors
 
 from qconv.errors import FormatError, SourceError
 from qconv.source import PermutedTensor, open_source, read_safetensors_header
-from synthetic import to_bf16_bits, write_safetensors
 
 
 def test_header_entries_become_sorted_refs_with_absolute_offsets(tmp_path: Path) -> None:
@@ -48,7 +48,9 @@ def test_permuted_tensor_reads_rows_in_the_given_order(tmp_path: Path) -> None:
     assert np.array_equal(permuted.read_rows(2, 5), values[order[2:5]])
 
 
-def _raw_file(path: Path, header: bytes | dict, data: bytes = b"", length: int | None = None) -> Path:
+def _raw_file(
+    path: Path, header: bytes | dict, data: bytes = b"", length: int | None = None
+) -> Path:
     raw = header if isinstance(header, bytes) else json.dumps(header).encode()
     path.write_bytes(struct.pack("<Q", len(raw) if length is None else length) + raw + data)
     return path
@@ -60,9 +62,24 @@ def _raw_file(path: Path, header: bytes | dict, data: bytes = b"", length: int |
         (b"", b"", None, "too short|not valid JSON"),
         (b"{not json", b"", None, "not valid JSON"),
         (b"[1, 2]", b"", None, "not a JSON object"),
-        ({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 4, None, "past the end"),
-        ({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, b"\0" * 8, None, "needs 12"),
-        ({"w": {"dtype": "Q9", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 8, None, "unknown dtype"),
+        (
+            {"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}},
+            b"\0" * 4,
+            None,
+            "past the end",
+        ),
+        (
+            {"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}},
+            b"\0" * 8,
+            None,
+            "needs 12",
+        ),
+        (
+            {"w": {"dtype": "Q9", "shape": [2], "data_offsets": [0, 8]}},
+            b"\0" * 8,
+            None,
+            "unknown dtype",
+        ),
         ({"w": {"shape": [2]}}, b"", None, "malformed"),
         ({}, b"", 10**12, "exceeds the file"),
     ],

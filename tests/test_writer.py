@@ -30,7 +30,10 @@ def test_header_bytes_are_exactly_as_gguf_specifies() -> None:
 
 def test_arrays_of_strings_and_numbers_are_length_prefixed() -> None:
     header = encode_header(
-        [kv_array("s", ["ab", ""], GGUFValueType.STRING), kv_array("f", [1.5], GGUFValueType.FLOAT32)],
+        [
+            kv_array("s", ["ab", ""], GGUFValueType.STRING),
+            kv_array("f", [1.5], GGUFValueType.FLOAT32),
+        ],
         [],
         32,
     )
@@ -41,7 +44,9 @@ def test_arrays_of_strings_and_numbers_are_length_prefixed() -> None:
 
 
 def test_layout_pads_every_tensor_to_the_alignment() -> None:
-    infos = layout([("a", (1, 3), GGMLType.F32), ("b", (32,), GGMLType.Q8_0), ("c", (4,), GGMLType.F32)], 32)
+    infos = layout(
+        [("a", (1, 3), GGMLType.F32), ("b", (32,), GGMLType.Q8_0), ("c", (4,), GGMLType.F32)], 32
+    )
     assert [(i.offset, i.nbytes) for i in infos] == [(0, 12), (32, 34), (96, 16)]
 
 
@@ -115,9 +120,8 @@ def test_atomic_output_refuses_existing_file_and_folders(tmp_path: Path) -> None
     with pytest.raises(OutputError, match="already exists; pass --force"):
         with atomic_output(tmp_path / "m.gguf", force=False):
             pass
-    with pytest.raises(OutputError, match="is a folder"):
-        with atomic_output(tmp_path, force=True):
-            pass
+    with pytest.raises(OutputError, match="is a folder"), atomic_output(tmp_path, force=True):
+        pass
     with pytest.raises(OutputError, match="cannot create"):
         with atomic_output(tmp_path / "missing-dir" / "m.gguf", force=False):
             pass

@@ -95,7 +95,9 @@ def measure(label: str, cmd: list[str], output: Path, env: dict[str, str] | None
     after = os.times()
     if process.returncode != 0:
         raise SystemExit(f"{label} failed:\n{stderr.decode(errors='replace')}")
-    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    cpu = (after.children_user - before.children_user) + (
+        after.children_system - before.children_system
+    )
     size = output.stat().st_size / 1e6 if output.exists() else 0.0
     return Run(label, seconds, peak / 1024, cpu, size)
 
@@ -110,7 +112,19 @@ def checkpoint(shape: LlamaShape, name: str) -> Path:
 
 def qconv_run(model: Path, target: str, label: str) -> Run:
     out = REPO / "bench-out" / f"{model.name}-{target}.gguf"
-    cmd = [sys.executable, "-m", "qconv", "convert", str(model), "-t", target, "-o", str(out), "-f", "-q"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "qconv",
+        "convert",
+        str(model),
+        "-t",
+        target,
+        "-o",
+        str(out),
+        "-f",
+        "-q",
+    ]
     return measure(label, cmd, out)
 
 
@@ -160,7 +174,9 @@ def main() -> None:
     parser.add_argument("--skip-llama-cpp", action="store_true")
     args = parser.parse_args()
     targets = [t for t in args.types.split(",") if t]
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
     print(f"command: {' '.join(['python', 'tools/bench.py', *sys.argv[1:]])}\n")
 
     big = checkpoint(BENCH_SHAPE, "bench-llama-200m")
@@ -179,7 +195,9 @@ def main() -> None:
         for target in (t for t in targets if "_k" in t):
             steps = llama_cpp_two_step(big, target)
             if steps is None:
-                print(f"\nllama.cpp two-step for {target}: tools not built (see make interop); skipped")
+                print(
+                    f"\nllama.cpp two-step for {target}: tools not built (see make interop); skipped"
+                )
             else:
                 print(f"\nllama.cpp two-step pipeline for {target}:\n")
                 print(table(steps, input_mb))

@@ -10,7 +10,9 @@ from synthetic import LlamaShape, write_llama_checkpoint
 
 def main() -> None:
     target = Path(sys.argv[1] if len(sys.argv) > 1 else "demo-out/tiny-llama")
-    shape = LlamaShape(n_layers=4, hidden=512, intermediate=1536, n_heads=8, n_kv_heads=4, vocab=2048)
+    shape = LlamaShape(
+        n_layers=4, hidden=512, intermediate=1536, n_heads=8, n_kv_heads=4, vocab=2048
+    )
     write_llama_checkpoint(target, shape, dtype="BF16", seed=42)
     print(f"wrote {target} ({shape.n_params:,} parameters, BF16)", file=sys.stderr)
 

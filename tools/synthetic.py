@@ -33,7 +33,9 @@ def encode(values: np.ndarray, dtype: str) -> bytes:
 
 
 def write_safetensors(
-    path: Path, tensors: Mapping[str, tuple[str, np.ndarray]], metadata: dict[str, str] | None = None
+    path: Path,
+    tensors: Mapping[str, tuple[str, np.ndarray]],
+    metadata: dict[str, str] | None = None,
 ) -> None:
     """Write ``{name: (dtype, array)}`` as one safetensors file (tensors in the given order)."""
     header: dict[str, object] = {"__metadata__": metadata or {"format": "pt"}}
@@ -163,6 +165,8 @@ def write_llama_checkpoint(
     return directory
 
 
-def _split(items: list[tuple[str, tuple[int, ...]]], n: int) -> Iterable[list[tuple[str, tuple[int, ...]]]]:
+def _split(
+    items: list[tuple[str, tuple[int, ...]]], n: int
+) -> Iterable[list[tuple[str, tuple[int, ...]]]]:
     size = -(-len(items) // n)
     return [items[i : i + size] for i in range(0, len(items), size)]

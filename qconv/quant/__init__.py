@@ -23,7 +23,7 @@ import numpy.typing as npt
 from qconv.errors import QuantizationError
 from qconv.format import QUANT_SIZES, GGMLType
 
-__all__ = ["KERNEL_MODULES", "quantize", "dequantize", "can_quantize"]
+__all__ = ["KERNEL_MODULES", "can_quantize", "dequantize", "quantize"]
 
 # The registry: which module and functions implement which type. Adding a type is one line here
 # plus its module. The float types share one module, so their functions carry the type in the name.
@@ -80,7 +80,9 @@ def quantize(rows: npt.NDArray[np.float32], qtype: GGMLType) -> npt.NDArray[np.u
     return packed.reshape(n_rows, n_cols // block_size * type_size)
 
 
-def dequantize(data: npt.NDArray[np.uint8], qtype: GGMLType, n_cols: int) -> npt.NDArray[np.float32]:
+def dequantize(
+    data: npt.NDArray[np.uint8], qtype: GGMLType, n_cols: int
+) -> npt.NDArray[np.float32]:
     """Decode ``(n_rows, row_nbytes)`` bytes of ``qtype`` back to float32 ``(n_rows, n_cols)``."""
     block_size, type_size = QUANT_SIZES[qtype]
     _, dequantize_blocks = _functions(qtype)
