@@ -113,8 +113,20 @@ def convert(
     ],
     target: Annotated[
         str,
-        typer.Option("--type", "-t", help="Output type: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1."),
+        typer.Option(
+            "--type",
+            "-t",
+            help="Output type: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1, or llama-quantize's mixtures "
+            "q2_k q3_k_s q3_k_m q3_k_l q4_k_s q4_k_m q5_k_s q5_k_m q6_k.",
+        ),
     ] = "q8_0",
+    pure: Annotated[
+        bool,
+        typer.Option(
+            help="Give every quantizable tensor the type itself (no mixture rules); "
+            "allows q3_k, q4_k, q5_k."
+        ),
+    ] = False,
     output: Annotated[
         str | None,
         typer.Option(
@@ -177,6 +189,7 @@ def convert(
             metadata=metadata or (),
             metadata_file=metadata_file,
             arch=arch,
+            pure=pure,
             tokenizer_pre=tokenizer_pre,
             no_vocab=no_vocab,
         )

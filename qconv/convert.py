@@ -32,7 +32,7 @@ from qconv.errors import QuantizationError, SourceError
 from qconv.format import GGML_QNT_VERSION, Keys
 from qconv.metadata import KV, kv_uint32, load_metadata_file, merge_kvs, parse_override
 from qconv.model_card import general_metadata
-from qconv.plan import Target, TensorPlan, parse_target, plan_tensors
+from qconv.plan import ModelFacts, Target, TensorPlan, parse_target, plan_tensors
 from qconv.source import (
     SUPPORTED_DTYPES,
     GeneratedTensor,
@@ -91,6 +91,7 @@ def plan_conversion(
     target: str = "q8_0",
     revision: str | None = None,
     arch: str | None = None,
+    pure: bool = False,
     strict: bool = False,
     metadata: Sequence[str] = (),
     metadata_file: Path | None = None,
@@ -102,14 +103,14 @@ def plan_conversion(
     Raises:
         UsageError, SourceError, FormatError, QuantizationError: as described by each message.
     """
-    chosen = parse_target(target)
+    chosen = parse_target(target, pure=pure)
     overrides = [parse_override(spec) for spec in metadata]
     if metadata_file is not None:
         overrides = load_metadata_file(metadata_file) + overrides
     source = open_source(model, revision=revision)
     architecture = select_architecture(source.config, arch)
     tensors = _named_tensors(source, architecture)
-    plans = plan_tensors(tensors, chosen, strict=strict)
+    plans = plan_tensors(tensors, chosen, strict=strict, facts=_model_facts(architecture, source))
     n_params = sum(_n_elements(plan.shape) for plan in plans)
     kvs = architecture.header() + general_metadata(source.root, source.config, n_params, model)
     if architecture.known:
@@ -122,6 +123,8 @@ def plan_conversion(
             kv_uint32(Keys.FILE_TYPE, chosen.ftype),
             kv_uint32(Keys.QUANTIZATION_VERSION, GGML_QNT_VERSION),
         ]
+    if chosen.llama_quantize_layout:
+        kvs = _llama_quantize_kv_order(kvs)
     kvs = merge_kvs(kvs, overrides)
     alignment_of(kvs)  # validate a user-supplied general.alignment now, not mid-write
     warnings = [f"{p.name}: {p.reason}" for p in plans if p.fallback]
@@ -144,6 +147,26 @@ def _named_tensors(source: Source, architecture: Architecture) -> list[tuple[str
         order = architecture.row_order(ref.name, ref.shape, source.config)
         named.append((gguf_name, data if order is None else PermutedTensor(data, order, ref.name)))
     return named
+
+
+def _model_facts(architecture: Architecture, source: Source) -> ModelFacts:
+    config = source.config
+    n_head = int(config.get("num_attention_heads") or 1)
+    n_head_kv = int(config.get("num_key_value_heads") or n_head)
+    n_layer = config.get("num_hidden_layers")
+    return ModelFacts(
+        arch=architecture.name,
+        n_layer=int(n_layer) if n_layer is not None else None,
+        n_expert=int(config.get("num_local_experts") or config.get("num_experts") or 0),
+        n_gqa=max(1, n_head // max(1, n_head_kv)),
+    )
+
+
+def _llama_quantize_kv_order(kvs: list[KV]) -> list[KV]:
+    """llama-quantize re-sets these two keys, which moves them to the end, in this order."""
+    last = (Keys.QUANTIZATION_VERSION, Keys.FILE_TYPE)
+    moved = [kv for key in last for kv in kvs if kv.key == key]
+    return [kv for kv in kvs if kv.key not in last] + moved
 
 
 def _generic_warning(source: Source, architecture: Architecture) -> str:
@@ -185,6 +208,7 @@ def convert(
     metadata: Sequence[str] = (),
     metadata_file: Path | None = None,
     arch: str | None = None,
+    pure: bool = False,
     tokenizer_pre: str | None = None,
     no_vocab: bool = False,
     force: bool = False,
@@ -210,6 +234,7 @@ def convert(
         metadata=metadata,
         metadata_file=metadata_file,
         arch=arch,
+        pure=pure,
         tokenizer_pre=tokenizer_pre,
         no_vocab=no_vocab,
     )

@@ -124,6 +124,7 @@ class TypeChoice:
 
     qtype: GGMLType
     reason: str
+    fallback: bool = False  # the row length forced another type than the rules chose
 
 
 def resolve_ftype(name: str, *, pure: bool = False) -> LlamaFileType:
@@ -496,4 +497,4 @@ def _choose_one(
     if final != qtype:
         block = QUANT_SIZES[qtype][0]
         reason += f"; fallback: row {tensor.shape[-1]} % {block} -> {final.name}"
-    return TypeChoice(final, reason)
+    return TypeChoice(final, reason, fallback=final != qtype)

@@ -3,6 +3,15 @@
 Pure functions of names, shapes and the requested target. ``qconv convert --dry-run`` prints this
 plan; the writer takes every offset from it. Falling back to another type is a plan decision with a
 recorded reason, never an exception caught inside the write loop.
+
+Two sets of rules, matching the two llama.cpp tools a user would otherwise run:
+
+* float targets (f32, f16, bf16) and q8_0 follow ``convert_hf_to_gguf.py``: 1-D tensors, norms and
+  biases stay F32, everything else gets the target type, in the converter's tensor order;
+* the other quantized targets (q4_0 … q6_k, and the mixtures such as q4_k_m) follow
+  ``convert_hf_to_gguf.py --outtype bf16`` then ``llama-quantize`` (qconv.mixture): per-tensor
+  mixture rules, fallbacks for rows that do not fit a block, and llama-quantize's tensor order.
+  For q8_0 both tools choose the same types, so the converter's order is kept.
 """
 
 from __future__ import annotations
@@ -11,10 +20,28 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from qconv.errors import QuantizationError, UsageError
-from qconv.format import QUANT_SIZES, GGMLType, LlamaFileType, fits_block, tensor_nbytes
+from qconv.format import QUANT_SIZES, GGMLType, LlamaFileType, tensor_nbytes
+from qconv.mixture import (
+    FTYPE_NAMES,
+    PURE_ALIASES,
+    MixtureTensor,
+    choose_types,
+    default_type,
+    llama_quantize_order,
+    resolve_ftype,
+)
 from qconv.source import TensorData
 
-__all__ = ["TARGETS", "Target", "TensorPlan", "parse_target", "plan_tensors"]
+__all__ = [
+    "FLOAT_TARGETS",
+    "ModelFacts",
+    "Target",
+    "TensorPlan",
+    "keeps_f32",
+    "parse_target",
+    "plan_tensors",
+    "target_names",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,39 +51,59 @@ class Target:
     name: str
     ftype: LlamaFileType
     qtype: GGMLType
+    pure: bool = False
 
     @property
     def quantized(self) -> bool:
         return QUANT_SIZES[self.qtype][0] > 1
 
+    @property
+    def llama_quantize_layout(self) -> bool:
+        """True when the file is laid out as llama-quantize writes it (sorted tensors, KV order)."""
+        return self.quantized and self.qtype != GGMLType.Q8_0
 
-_FT = LlamaFileType
-TARGETS: dict[str, Target] = {
+
+FLOAT_TARGETS: dict[str, Target] = {
     t.name: t
     for t in (
-        Target("f32", _FT.ALL_F32, GGMLType.F32),
-        Target("f16", _FT.MOSTLY_F16, GGMLType.F16),
-        Target("bf16", _FT.MOSTLY_BF16, GGMLType.BF16),
-        Target("q8_0", _FT.MOSTLY_Q8_0, GGMLType.Q8_0),
-        Target("q4_0", _FT.MOSTLY_Q4_0, GGMLType.Q4_0),
-        Target("q4_1", _FT.MOSTLY_Q4_1, GGMLType.Q4_1),
-        Target("q5_0", _FT.MOSTLY_Q5_0, GGMLType.Q5_0),
-        Target("q5_1", _FT.MOSTLY_Q5_1, GGMLType.Q5_1),
+        Target("f32", LlamaFileType.ALL_F32, GGMLType.F32),
+        Target("f16", LlamaFileType.MOSTLY_F16, GGMLType.F16),
+        Target("bf16", LlamaFileType.MOSTLY_BF16, GGMLType.BF16),
     )
 }
 
 
-def parse_target(name: str) -> Target:
+def target_names() -> list[str]:
+    """Every ``--type`` name, floats first."""
+    return [*FLOAT_TARGETS, *FTYPE_NAMES, *(f"{alias} (with --pure)" for alias in PURE_ALIASES)]
+
+
+def parse_target(name: str, *, pure: bool = False) -> Target:
     """Look up a ``--type`` name (case-insensitive).
 
     Raises:
-        UsageError: unknown name; the message lists the known ones.
+        UsageError: unknown name (the message lists the known ones), or --pure with a float type.
     """
-    try:
-        return TARGETS[name.strip().lower()]
-    except KeyError:
-        known = ", ".join(TARGETS)
-        raise UsageError(f"unknown --type {name!r}; choose one of: {known}") from None
+    key = name.strip().lower()
+    if key in FLOAT_TARGETS:
+        if pure:
+            raise UsageError(f"--pure applies to quantized types, not {key}")
+        return FLOAT_TARGETS[key]
+    if key not in FTYPE_NAMES and key not in PURE_ALIASES:
+        known = ", ".join(target_names())
+        raise UsageError(f"unknown --type {name!r}; choose one of: {known}")
+    ftype = resolve_ftype(key, pure=pure)
+    return Target(key, ftype, default_type(ftype), pure)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFacts:
+    """What llama-quantize's rules need to know of the model beyond names and shapes."""
+
+    arch: str = "llama"
+    n_layer: int | None = None
+    n_expert: int = 0
+    n_gqa: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,16 +125,6 @@ class TensorPlan:
         return tensor_nbytes(self.qtype, self.shape)
 
 
-# llama.cpp's tensor_type_fallback: the type tried when a row does not split into the wanted blocks.
-FALLBACK: dict[GGMLType, GGMLType] = {
-    GGMLType.Q2_K: GGMLType.Q4_0,
-    GGMLType.Q3_K: GGMLType.Q4_0,
-    GGMLType.Q4_K: GGMLType.Q5_0,
-    GGMLType.Q5_K: GGMLType.Q5_1,
-    GGMLType.Q6_K: GGMLType.Q8_0,
-}
-
-
 def keeps_f32(name: str, shape: tuple[int, ...]) -> str | None:
     """Why convert_hf_to_gguf stores this tensor as F32 whatever the target, or None."""
     if len(shape) <= 1:
@@ -99,41 +136,66 @@ def keeps_f32(name: str, shape: tuple[int, ...]) -> str | None:
     return None
 
 
-def fit_type(qtype: GGMLType, n_cols: int) -> tuple[GGMLType, str | None]:
-    """``qtype`` if rows of ``n_cols`` fit its blocks, else llama.cpp's fallback, else F16."""
-    if fits_block(qtype, n_cols):
-        return qtype, None
-    block = QUANT_SIZES[qtype][0]
-    candidate = FALLBACK.get(qtype)
-    if candidate is not None and fits_block(candidate, n_cols):
-        chosen = candidate
-    else:
-        chosen = GGMLType.F16
-    return chosen, f"fallback: row length {n_cols} is not a multiple of {block} -> {chosen.name}"
+def _converter_type(name: str, data: TensorData, outtype: GGMLType) -> tuple[GGMLType, str]:
+    """The type convert_hf_to_gguf.py writes for one tensor at a float ``outtype``, and why."""
+    kept = keeps_f32(name, data.shape)
+    if kept is not None:
+        return GGMLType.F32, kept
+    return outtype, f"target {outtype.name}"
 
 
 def plan_tensors(
-    tensors: Sequence[tuple[str, TensorData]], target: Target, *, strict: bool = False
+    tensors: Sequence[tuple[str, TensorData]],
+    target: Target,
+    *,
+    strict: bool = False,
+    facts: ModelFacts | None = None,
 ) -> list[TensorPlan]:
-    """Choose a type for every ``(gguf_name, data)``, in the given order.
+    """Choose a type for every ``(gguf_name, data)``; return the plans in the order to write them.
 
     Raises:
         QuantizationError: with ``strict``, a tensor needed a fallback type.
     """
-    plans = []
-    for name, data in tensors:
-        kept = keeps_f32(name, data.shape)
-        if kept is not None:
-            plans.append(TensorPlan(name, data, GGMLType.F32, kept))
-            continue
-        qtype, why = fit_type(target.qtype, data.shape[-1])
-        if why is None:
-            plans.append(TensorPlan(name, data, qtype, f"target {qtype.name}"))
-            continue
-        if strict:
-            raise QuantizationError(
-                f"tensor {name!r} {list(data.shape)}: {why}; --strict forbids fallbacks "
-                "(drop --strict to accept it)"
-            )
-        plans.append(TensorPlan(name, data, qtype, why, fallback=True))
+    if target.quantized:
+        plans = _quantized_plans(tensors, target, facts or ModelFacts())
+    else:
+        plans = []
+        for name, data in tensors:
+            qtype, reason = _converter_type(name, data, target.qtype)
+            plans.append(TensorPlan(name, data, qtype, reason))
+    if strict:
+        for plan in plans:
+            if plan.fallback:
+                raise QuantizationError(
+                    f"tensor {plan.name!r} {list(plan.shape)}: {plan.reason}; --strict forbids "
+                    "fallbacks (drop --strict to accept it)"
+                )
     return plans
+
+
+def _quantized_plans(
+    tensors: Sequence[tuple[str, TensorData]], target: Target, facts: ModelFacts
+) -> list[TensorPlan]:
+    # What the intermediate GGUF of the two-step pipeline would hold: bf16 from a bf16 source,
+    # f32 otherwise. Tensors llama-quantize does not quantize keep exactly that type.
+    intermediate = [
+        _converter_type(name, data, GGMLType.BF16 if data.dtype == "BF16" else GGMLType.F32)[0]
+        for name, data in tensors
+    ]
+    choices = choose_types(
+        [MixtureTensor(name, data.shape) for name, data in tensors],
+        target.ftype,
+        arch=facts.arch,
+        pure=target.pure,
+        n_layer=facts.n_layer,
+        n_expert=facts.n_expert,
+        n_gqa=facts.n_gqa,
+        source_types=intermediate,
+    )
+    plans = [
+        TensorPlan(name, data, choice.qtype, choice.reason, choice.fallback)
+        for (name, data), choice in zip(tensors, choices, strict=True)
+    ]
+    if not target.llama_quantize_layout:
+        return plans
+    return [plans[i] for i in llama_quantize_order([plan.name for plan in plans])]

@@ -96,7 +96,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tiny_checkpoint: Path, tmp_p
     lines = stdout.splitlines()
     assert lines[0].split()[:5] == ["tensor", "shape", "source", "type", "bytes"]
     norm = next(line for line in lines if "blk.0.attn_norm.weight" in line)
-    assert "BF16" in norm and "F32" in norm and "1-D tensor kept F32" in norm
+    assert "BF16" in norm and "F32" in norm and "not quantized (1-D)" in norm
     assert lines[-1].startswith("total: 21 tensors") and "MOSTLY_Q8_0" in lines[-1]
     assert not (tmp_path / "x.gguf").exists()
 
@@ -107,7 +107,7 @@ def test_fallback_is_reported_on_stderr(tmp_path: Path) -> None:
     model = tmp_path / "odd.safetensors"
     write_safetensors(model, {"w.weight": ("F32", np.ones((2, 33), dtype=np.float32))})
     code, _, stderr = run("convert", str(model), "-t", "q8_0", "-o", str(tmp_path / "o.gguf"))
-    assert code == 0 and "warning: w.weight: fallback: row length 33" in stderr
+    assert code == 0 and "warning: w.weight: default Q8_0; fallback: row 33 % 32 -> F16" in stderr
 
 
 def test_quiet_silences_summary_and_warnings(tmp_path: Path) -> None:
@@ -130,7 +130,8 @@ def test_info_text_and_json_describe_the_file(tiny_checkpoint: Path, tmp_path: P
     code, stdout, _ = run("info", str(out), "--json")
     document = json.loads(stdout)
     assert document["metadata"]["general.file_type"]["value"] == 2
-    assert document["types"]["Q4_0"]["tensors"] == 16
+    assert document["types"]["Q4_0"]["tensors"] == 15
+    assert document["types"]["Q6_K"]["tensors"] == 1  # output.weight, as llama-quantize does
     assert len(document["tensors"]) == 21 and document["file_size"] == out.stat().st_size
 
 

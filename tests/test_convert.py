@@ -121,8 +121,8 @@ def test_folder_file_and_hub_give_identical_files(
 def test_shards_are_read_from_the_index_with_the_same_tensor_data(
     tiny_checkpoint: Path, sharded_checkpoint: Path, tmp_path: Path
 ) -> None:
-    convert(str(tiny_checkpoint), tmp_path / "single.gguf", target="q4_0", jobs=1)
-    convert(str(sharded_checkpoint), tmp_path / "sharded.gguf", target="q4_0", jobs=1)
+    convert(str(tiny_checkpoint), tmp_path / "single.gguf", target="q8_0", jobs=1)
+    convert(str(sharded_checkpoint), tmp_path / "sharded.gguf", target="q8_0", jobs=1)
     single, sharded = (
         read_tensors(tmp_path / "single.gguf"),
         read_tensors(tmp_path / "sharded.gguf"),

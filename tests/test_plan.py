@@ -1,4 +1,4 @@
-"""Per-tensor planning: F32 keeps, fallbacks with reasons, --strict, and target names."""
+"""Per-tensor planning: converter rules for float targets, llama-quantize rules for the rest."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from qconv.errors import QuantizationError, UsageError
-from qconv.format import GGMLType
-from qconv.plan import fit_type, keeps_f32, parse_target, plan_tensors
+from qconv.format import GGMLType, LlamaFileType
+from qconv.plan import ModelFacts, keeps_f32, parse_target, plan_tensors
 from qconv.source import GeneratedTensor
 
 
-def tensor(name: str, *shape: int) -> tuple[str, GeneratedTensor]:
-    return name, GeneratedTensor(name, np.zeros(shape, dtype=np.float32))
+def tensor(name: str, *shape: int, dtype: str = "F32") -> tuple[str, GeneratedTensor]:
+    return name, GeneratedTensor(name, np.zeros(shape, dtype=np.float32), dtype)
 
 
 @pytest.mark.parametrize(
@@ -30,24 +30,25 @@ def test_norms_biases_and_vectors_stay_f32(name: str, shape: tuple[int, ...], ke
 
 
 @pytest.mark.parametrize(
-    ("qtype", "n_cols", "chosen"),
+    ("target", "n_cols", "chosen"),
     [
-        (GGMLType.Q4_0, 64, GGMLType.Q4_0),
-        (GGMLType.Q4_0, 100, GGMLType.F16),
-        (GGMLType.Q4_K, 576, GGMLType.Q5_0),
-        (GGMLType.Q5_K, 576, GGMLType.Q5_1),
-        (GGMLType.Q6_K, 576, GGMLType.Q8_0),
-        (GGMLType.Q2_K, 576, GGMLType.Q4_0),
-        (GGMLType.Q6_K, 100, GGMLType.F16),
+        ("q4_0", 64, GGMLType.Q4_0),
+        ("q4_0", 100, GGMLType.F16),
+        ("q8_0", 100, GGMLType.F16),
+        ("q4_k_s", 576, GGMLType.Q5_0),
+        ("q6_k", 576, GGMLType.Q8_0),
+        ("q2_k", 576, GGMLType.Q4_0),
+        ("q6_k", 100, GGMLType.F16),
     ],
 )
-def test_fallbacks_follow_llama_cpp(qtype: GGMLType, n_cols: int, chosen: GGMLType) -> None:
-    result, why = fit_type(qtype, n_cols)
-    assert result == chosen
-    assert (why is None) == (qtype == chosen)
+def test_fallbacks_follow_llama_cpp_and_are_flagged(target: str, n_cols: int, chosen: GGMLType) -> None:
+    (plan,) = plan_tensors([tensor("blk.0.ffn_up.weight", 8, n_cols)], parse_target(target))
+    assert plan.qtype == chosen
+    assert plan.fallback == (n_cols % 256 != 0 and target != "q4_0" or n_cols % 32 != 0)
+    assert ("fallback" in plan.reason) == plan.fallback
 
 
-def test_plan_records_fallback_reasons_and_strict_refuses_them() -> None:
+def test_strict_refuses_fallbacks_naming_the_tensor() -> None:
     tensors = [tensor("a.weight", 4, 64), tensor("b.weight", 4, 100), tensor("n.weight", 64)]
     plans = plan_tensors(tensors, parse_target("q8_0"))
     assert [(p.qtype, p.fallback) for p in plans] == [
@@ -56,11 +57,64 @@ def test_plan_records_fallback_reasons_and_strict_refuses_them() -> None:
         (GGMLType.F32, False),
     ]
     assert plans[1].nbytes == 4 * 100 * 2
-    with pytest.raises(QuantizationError, match="'b.weight'.*not a multiple of 32"):
+    with pytest.raises(QuantizationError, match=r"'b\.weight'.*--strict"):
         plan_tensors(tensors, parse_target("q8_0"), strict=True)
 
 
-def test_target_names_are_case_insensitive_and_unknown_names_list_choices() -> None:
-    assert parse_target("Q8_0").qtype == GGMLType.Q8_0
-    with pytest.raises(UsageError, match="choose one of: f32, f16, bf16, q8_0"):
-        parse_target("q9")
+def test_float_targets_keep_converter_order_and_types() -> None:
+    tensors = [tensor("output.weight", 8, 64), tensor("blk.0.attn_norm.weight", 64)]
+    plans = plan_tensors(tensors, parse_target("bf16"))
+    assert [(p.name, p.qtype) for p in plans] == [
+        ("output.weight", GGMLType.BF16),
+        ("blk.0.attn_norm.weight", GGMLType.F32),
+    ]
+
+
+def test_q4_k_m_applies_mixture_rules_in_llama_quantize_order() -> None:
+    names = [
+        "token_embd.weight",
+        "blk.1.attn_v.weight",
+        "blk.0.attn_v.weight",
+        "blk.0.attn_norm.weight",
+        "output.weight",
+    ]
+    tensors = [tensor(n, 256) if "norm" in n else tensor(n, 512, 256, dtype="BF16") for n in names]
+    plans = plan_tensors(tensors, parse_target("q4_k_m"), facts=ModelFacts(n_layer=2))
+    assert [p.name for p in plans] == [
+        "output.weight",
+        "token_embd.weight",
+        "blk.0.attn_norm.weight",
+        "blk.0.attn_v.weight",
+        "blk.1.attn_v.weight",
+    ]
+    assert [p.qtype for p in plans] == [
+        GGMLType.Q6_K,  # output
+        GGMLType.Q4_K,  # untied token embeddings keep the default
+        GGMLType.F32,
+        GGMLType.Q4_K,  # use_more_bits(0, 2) is false: 0 < 2/8 and 0 >= 7*2/8 both fail
+        GGMLType.Q6_K,  # use_more_bits(1, 2): 1 >= 7*2/8
+    ]
+
+
+def test_pure_gives_every_quantizable_tensor_the_type() -> None:
+    tensors = [tensor("output.weight", 8, 256), tensor("blk.0.attn_v.weight", 8, 256)]
+    plans = plan_tensors(tensors, parse_target("q4_k", pure=True), facts=ModelFacts(n_layer=1))
+    assert {p.qtype for p in plans} == {GGMLType.Q4_K}
+    assert parse_target("q4_k", pure=True).ftype == LlamaFileType.MOSTLY_Q4_K_M
+
+
+@pytest.mark.parametrize(
+    ("name", "pure", "message"),
+    [
+        ("q9", False, "choose one of: f32, f16, bf16, q2_k"),
+        ("q4_k", False, "add --pure"),
+        ("f16", True, "--pure applies to quantized types"),
+    ],
+)
+def test_bad_target_names_are_usage_errors(name: str, pure: bool, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        parse_target(name, pure=pure)
+
+
+def test_target_names_are_case_insensitive() -> None:
+    assert parse_target("Q4_K_M").ftype == LlamaFileType.MOSTLY_Q4_K_M
