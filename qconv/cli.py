@@ -12,7 +12,7 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -52,7 +52,7 @@ app = typer.Typer(
 def exit_code_for(error: QconvError) -> int:
     for cls in type(error).__mro__:
         if cls in EXIT_CODES:
-            return EXIT_CODES[cls]  # type: ignore[index]
+            return EXIT_CODES[cls]
     return 1
 
 
@@ -63,7 +63,7 @@ def _fail(message: str, code: int) -> NoReturn:
 
 @contextlib.contextmanager
 def reported_errors() -> Iterator[None]:
-    """Turn library errors into one stderr line and an exit code; QCONV_DEBUG=1 adds the traceback."""
+    """Turn library errors into one stderr line and an exit code; QCONV_DEBUG=1 adds a traceback."""
     try:
         yield
     except QconvError as e:
@@ -223,14 +223,18 @@ def convert(
 
 
 @contextlib.contextmanager
-def _progress(total: int, quiet: bool) -> Iterator[object]:
-    from tqdm import tqdm
+def _progress(total: int, quiet: bool) -> Iterator[Callable[[int], None]]:
+    from tqdm import tqdm  # type: ignore[import-untyped]
 
     disable = quiet or not sys.stderr.isatty()
     with tqdm(
         total=total, unit="B", unit_scale=True, desc="converting", disable=disable, file=sys.stderr
     ) as bar:
-        yield bar.update
+
+        def advance(nbytes: int) -> None:
+            bar.update(nbytes)
+
+        yield advance
 
 
 def render_plan(conversion: object) -> str:
@@ -246,7 +250,9 @@ def render_plan(conversion: object) -> str:
         )
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row[:5], widths)) + "  " + row[5]
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:5], widths, strict=True))
+        + "  "
+        + row[5]
         for row in rows
     ]
     n_params = sum(int(_product(p.shape)) for p in conversion.plans)

@@ -17,8 +17,8 @@ import os
 import signal
 import time
 from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -134,7 +134,7 @@ def plan_conversion(
 
 
 def _named_tensors(source: Source, architecture: Architecture) -> list[tuple[str, TensorData]]:
-    """(GGUF name, data) in llama.cpp's converter order: generated tensors, then the checkpoint's."""
+    """(GGUF name, data) in llama.cpp's converter order: generated tensors, then the rest."""
     named: list[tuple[str, TensorData]] = [
         (name, GeneratedTensor(name, values))
         for name, values in architecture.extra_tensors(source.config)
@@ -278,7 +278,7 @@ def _write(
     chunks = _chunks(conversion.plans)
     current = 0
     with _chunk_results(conversion.plans, chunks, jobs) as results:
-        for (plan_index, _, _), data in zip(chunks, results):
+        for (plan_index, _, _), data in zip(chunks, results, strict=False):  # results is lazy
             while current < plan_index:
                 writer.end_tensor()
                 current += 1
@@ -313,7 +313,8 @@ def convert_chunk(plan: TensorPlan, start: int, stop: int) -> npt.NDArray[np.uin
         row, col = (int(i[0]) for i in np.nonzero(~finite))
         raise QuantizationError(
             f"tensor {plan.data.name!r}: element [{start + row}, {col}] is {rows[row, col]}; "
-            "the checkpoint holds non-finite weights (corrupt or overflowed), refusing to write them"
+            "the checkpoint holds non-finite weights (corrupt or overflowed); refusing to write "
+            "them"
         )
     return quant.quantize(rows, plan.qtype)
 

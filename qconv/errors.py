@@ -1,7 +1,7 @@
 """The one exception hierarchy qconv raises.
 
-Every message says what went wrong, where (path, tensor, offset) and what to do about it. The CLI maps
-each class to an exit code (``qconv.cli.EXIT_CODES``); the library itself never prints or exits.
+Every message says what went wrong, where (path, tensor, offset) and what to do about it. The
+CLI maps each class to an exit code (``qconv.cli.EXIT_CODES``); the library never prints or exits.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from qconv.errors import UsageError
 from qconv.format import INTEGER_VALUE_RANGES, GGUFValueType
@@ -32,7 +32,7 @@ __all__ = [
     "validate_kv",
 ]
 
-Scalar = Union[int, float, bool, str]
+Scalar = int | float | bool | str
 
 # Names accepted after ':' in --metadata key:type=value and in --metadata-file {"type": ...}.
 TYPE_NAMES: dict[str, GGUFValueType] = {

@@ -52,7 +52,7 @@ REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 class TensorData(Protocol):
-    """Anything that can hand out float32 rows: a file tensor, a permuted view, a generated array."""
+    """Anything that hands out float32 rows: a file tensor, a permuted view, a generated array."""
 
     @property
     def name(self) -> str: ...
@@ -228,13 +228,13 @@ def _tensor_ref(path: Path, name: str, entry: Any, data_start: int, file_size: i
 def open_source(spec: str, *, revision: str | None = None) -> Source:
     """Open ``spec``: a .safetensors file, a model folder, or a Hugging Face repo id.
 
-    A local path wins over a repo id of the same spelling. Repo ids are fetched with
-    ``huggingface_hub.snapshot_download`` (honouring HF_HOME, HF_HUB_OFFLINE and HF_TOKEN), restricted
-    to safetensors, JSON and tokenizer files.
+        A local path wins over a repo id of the same spelling. Repo ids are fetched with
+        ``huggingface_hub.snapshot_download`` (honouring HF_HOME, HF_HUB_OFFLINE and HF_TOKEN),
+    restricted     to safetensors, JSON and tokenizer files.
 
-    Raises:
-        SourceError: nothing usable at ``spec`` (missing, pickle-only, hub unreachable).
-        FormatError: a header or index file is corrupt.
+        Raises:
+            SourceError: nothing usable at ``spec`` (missing, pickle-only, hub unreachable).
+            FormatError: a header or index file is corrupt.
     """
     path = Path(spec).expanduser()
     if path.is_file():

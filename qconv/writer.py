@@ -11,8 +11,8 @@ File layout (little-endian)::
     zero padding to the alignment
     tensor data, each tensor followed by zero padding to the alignment
 
-A string is ``u64 length`` + UTF-8 bytes. ``ne`` is GGUF's dimension order: the NumPy shape reversed,
-so ne[0] is the row length; this module and reader.py are the only places that reverse it.
+A string is ``u64 length`` + UTF-8 bytes. ``ne`` is GGUF's dimension order: the NumPy shape
+reversed, so ne[0] is the row length; this module and reader.py are the only places that reverse it.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from qconv.errors import OutputError, UsageError
 from qconv.format import (
@@ -50,7 +51,7 @@ __all__ = ["GGUFWriter", "TensorInfo", "alignment_of", "atomic_output", "encode_
 
 @dataclass(frozen=True, slots=True)
 class TensorInfo:
-    """One tensor-index entry. ``shape`` is NumPy order; ``offset`` is relative to the data section."""
+    """One tensor-index entry: ``shape`` in NumPy order, ``offset`` relative to the data section."""
 
     name: str
     shape: tuple[int, ...]
@@ -77,7 +78,7 @@ def alignment_of(kvs: Sequence[KV]) -> int:
 def layout(
     entries: Sequence[tuple[str, tuple[int, ...], GGMLType]], alignment: int
 ) -> list[TensorInfo]:
-    """Assign each (name, shape, type) its data offset: back to back, each padded to ``alignment``."""
+    """Give each (name, shape, type) its data offset: back to back, each padded to ``alignment``."""
     infos, offset = [], 0
     for name, shape, qtype in entries:
         nbytes = tensor_nbytes(qtype, shape)
@@ -154,7 +155,7 @@ class WriterState(enum.Enum):
 
 
 class GGUFWriter:
-    """Writes one GGUF file to a binary stream in the order begin → (write…, end_tensor)* → close."""
+    """Writes one GGUF file to a binary stream: begin → (write…, end_tensor)* → close."""
 
     def __init__(self, stream: IO[bytes], *, label: str = "output") -> None:
         self._stream = stream
@@ -185,16 +186,13 @@ class GGUFWriter:
         self._emit(encode_header(kvs, self._tensors, self._alignment))
         self._state = WriterState.DATA
 
-    def write(self, data: np.ndarray | bytes) -> None:
+    def write(self, data: npt.NDArray[Any] | bytes) -> None:
         """Append bytes of the current tensor (whole rows at a time, in order)."""
         self._expect(WriterState.DATA, "write tensor data")
         if self._index >= len(self._tensors):
             raise RuntimeError("all tensors are already written")
-        view = (
-            memoryview(np.ascontiguousarray(data)).cast("B")
-            if not isinstance(data, bytes)
-            else memoryview(data)
-        )
+        raw = data if isinstance(data, bytes) else np.ascontiguousarray(data).view(np.uint8)
+        view = memoryview(raw).cast("B")  # type: ignore[arg-type]  # ndarray is a buffer
         self._written += len(view)
         if self._written > self._tensors[self._index].nbytes:
             raise RuntimeError(f"tensor {self._tensors[self._index].name}: more bytes than planned")

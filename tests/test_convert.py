@@ -1,4 +1,4 @@
-"""End-to-end conversions, checked with llama.cpp's gguf package as an independent reader/quantizer."""
+"""End-to-end conversions, checked with llama.cpp's gguf package as independent reader/quantizer."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def test_gguf_reader_sees_the_planned_names_shapes_types_and_offsets(
     reader = gguf.GGUFReader(out)
     plans = report.conversion.plans
     assert [t.name for t in reader.tensors] == [p.name for p in plans]
-    for tensor, plan in zip(reader.tensors, plans):
+    for tensor, plan in zip(reader.tensors, plans, strict=True):
         assert tuple(int(d) for d in reversed(tensor.shape)) == plan.shape
         assert int(tensor.tensor_type) == int(plan.qtype)
         assert tensor.n_bytes == plan.nbytes
@@ -132,7 +132,7 @@ def test_shards_are_read_from_the_index_with_the_same_tensor_data(
         assert np.array_equal(np.asarray(tensor.data), np.asarray(sharded[name].data)), name
     # llama.cpp's converter order: shard files in index order, names sorted within each shard
     shard_names = sorted(p.name for p in sharded_checkpoint.glob("model-*.safetensors"))
-    assert list(sharded)[0] == "token_embd.weight"  # first tensor of the first shard
+    assert next(iter(sharded)) == "token_embd.weight"  # first tensor of the first shard
     assert len(shard_names) == 3
 
 

@@ -32,7 +32,7 @@ def test_tensor_data_is_byte_identical_to_llama_cpp(converted: tuple[Path, Path]
     out, golden = converted
     ours, theirs = golden_tensors(out), golden_tensors(golden)
     assert [(n, t, s) for n, t, s, _ in ours] == [(n, t, s) for n, t, s, _ in theirs]
-    for (name, _, _, data), (_, _, _, expected) in zip(ours, theirs):
+    for (name, _, _, data), (_, _, _, expected) in zip(ours, theirs, strict=True):
         assert np.array_equal(
             np.asarray(data).view(np.uint8), np.asarray(expected).view(np.uint8)
         ), name

@@ -41,10 +41,12 @@ def test_norms_biases_and_vectors_stay_f32(name: str, shape: tuple[int, ...], ke
         ("q6_k", 100, GGMLType.F16),
     ],
 )
-def test_fallbacks_follow_llama_cpp_and_are_flagged(target: str, n_cols: int, chosen: GGMLType) -> None:
+def test_fallbacks_follow_llama_cpp_and_are_flagged(
+    target: str, n_cols: int, chosen: GGMLType
+) -> None:
     (plan,) = plan_tensors([tensor("blk.0.ffn_up.weight", 8, n_cols)], parse_target(target))
     assert plan.qtype == chosen
-    assert plan.fallback == (n_cols % 256 != 0 and target != "q4_0" or n_cols % 32 != 0)
+    assert plan.fallback == ((n_cols % 256 != 0 and target != "q4_0") or n_cols % 32 != 0)
     assert ("fallback" in plan.reason) == plan.fallback
 
 

@@ -1,6 +1,6 @@
 """`make bench`: wall time, throughput and peak memory of whole conversions, plus kernel speed.
 
-Measures, on a generated Llama-shaped BF16 checkpoint (~200M parameters, every dim a multiple of 256):
+Measures, on a generated Llama-shaped BF16 checkpoint (~200M parameters, dims multiples of 256):
 - `qconv convert` to each type: wall seconds, input MB/s (BF16 bytes read per second), the peak
   resident memory of the whole process tree (parent + workers, sampled from /proc every 20 ms), and
   CPU seconds / wall seconds (how many cores were busy);
@@ -195,9 +195,7 @@ def main() -> None:
         for target in (t for t in targets if "_k" in t):
             steps = llama_cpp_two_step(big, target)
             if steps is None:
-                print(
-                    f"\nllama.cpp two-step for {target}: tools not built (see make interop); skipped"
-                )
+                print(f"\nllama.cpp two-step for {target}: tools not built (make interop); skipped")
             else:
                 print(f"\nllama.cpp two-step pipeline for {target}:\n")
                 print(table(steps, input_mb))

@@ -2,7 +2,7 @@
 
 Builds (or reuses) libggml-base.so from the vendored llama.cpp sources via tools/build_ggml.sh, then
 stores for every type the float32 input rows and the bytes ggml_quantize_chunk produces, plus ggml's
-dequantization of those bytes. Run with `make golden`; a changed file must be explained in the commit.
+dequantization of those bytes. Run with `make golden`; explain a changed file in the commit.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Deterministic synthetic checkpoints in the real Hugging Face layout, for the demo, tests and bench.
+"""Deterministic synthetic checkpoints in the real Hugging Face layout, for demo, tests, bench.
 
 safetensors' NumPy API cannot write BF16, so the file format is written here by hand: an 8-byte
 little-endian header length, a JSON header with dtype/shape/data_offsets per tensor, then the raw
@@ -126,7 +126,7 @@ def llama_config(shape: LlamaShape) -> dict[str, object]:
 
 
 def tensor_values(name: str, shape: tuple[int, ...], seed: int) -> np.ndarray:
-    """Deterministic weights: norms near 1, matrices Gaussian with std 0.02 (like trained models)."""
+    """Deterministic weights: norms near 1, matrices Gaussian with std 0.02, like trained models."""
     rng = np.random.default_rng([seed, *name.encode()])
     if len(shape) == 1:
         return (1.0 + 0.1 * rng.standard_normal(shape)).astype(np.float32)

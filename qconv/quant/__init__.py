@@ -84,7 +84,7 @@ def dequantize(
     data: npt.NDArray[np.uint8], qtype: GGMLType, n_cols: int
 ) -> npt.NDArray[np.float32]:
     """Decode ``(n_rows, row_nbytes)`` bytes of ``qtype`` back to float32 ``(n_rows, n_cols)``."""
-    block_size, type_size = QUANT_SIZES[qtype]
+    type_size = QUANT_SIZES[qtype][1]
     _, dequantize_blocks = _functions(qtype)
     blocks = np.ascontiguousarray(data, dtype=np.uint8).reshape(-1, type_size)
     values = dequantize_blocks(blocks)
