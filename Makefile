@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench golden interop clean
+.PHONY: install demo test lint bench golden golden-convert docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,8 @@ demo: $(STAMP)
 	$(BIN)/qconv convert demo-out/tiny-llama --type q4_0 -o demo-out/tiny-llama-q4_0.gguf --force
 	$(BIN)/qconv info demo-out/tiny-llama-q4_0.gguf
 
-## test: the whole suite (what CI runs)
-test: $(STAMP)
+## test: lint, type check and the whole suite (what CI runs)
+test: lint
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
@@ -33,9 +33,20 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python tools/bench.py
 
-## golden: regenerate tests/golden/quant from ggml's C quantizers (builds libggml-base once)
+## golden: regenerate tests/golden/quant and tests/golden/mixture from llama.cpp's own C code
+## (builds libggml-base and llama-quantize once, cached in ~/.cache/qconv)
 golden: $(STAMP)
 	$(BIN)/python tools/make_quant_goldens.py
+	$(BIN)/python tools/make_mixture_goldens.py
+
+## golden-convert: regenerate tests/golden/arch with llama.cpp's convert_hf_to_gguf.py (needs torch,
+## installed into its own venv under ~/.cache/qconv)
+golden-convert: $(STAMP)
+	$(BIN)/python tools/make_arch_goldens.py
+
+## docs: regenerate docs/cli.md from --help
+docs: $(STAMP)
+	$(BIN)/python tools/gen_cli_docs.py
 
 clean:
 	rm -rf demo-out bench-out .pytest_cache

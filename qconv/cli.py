@@ -123,8 +123,9 @@ def convert(
     pure: Annotated[
         bool,
         typer.Option(
+            "--pure",
             help="Give every quantizable tensor the type itself (no mixture rules); "
-            "allows q3_k, q4_k, q5_k."
+            "allows q3_k, q4_k, q5_k.",
         ),
     ] = False,
     output: Annotated[
@@ -149,7 +150,10 @@ def convert(
         typer.Option(help="llama.cpp pre-tokenizer name when qconv cannot recognise it."),
     ] = None,
     no_vocab: Annotated[
-        bool, typer.Option(help="Write weights only, no tokenizer (llama.cpp cannot run it).")
+        bool,
+        typer.Option(
+            "--no-vocab", help="Write weights only, no tokenizer (llama.cpp cannot run it)."
+        ),
     ] = False,
     metadata: Annotated[
         list[str] | None,
@@ -161,10 +165,12 @@ def convert(
         Path | None, typer.Option(help="JSON object of metadata keys to set.")
     ] = None,
     strict: Annotated[
-        bool, typer.Option(help="Fail instead of falling back to another type for a tensor.")
+        bool,
+        typer.Option("--strict", help="Fail instead of falling back to another type for a tensor."),
     ] = False,
     dry_run: Annotated[
-        bool, typer.Option(help="Print the per-tensor plan and total size; write nothing.")
+        bool,
+        typer.Option("--dry-run", help="Print the per-tensor plan and total size; write nothing."),
     ] = False,
     force: Annotated[
         bool, typer.Option("--force", "-f", help="Overwrite an existing output.")
@@ -284,7 +290,7 @@ Examples:
 
 @app.command(epilog=INFO_EXAMPLES)
 def info(
-    file: Annotated[Path, typer.Argument(help="A GGUF file (v2 or v3).")],
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="A GGUF file (v2 or v3).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     """Show a GGUF file's metadata, tensors, type mix and size. Reads only the header."""
