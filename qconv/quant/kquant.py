@@ -15,8 +15,9 @@ axis is pairwise and does not).
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import numpy.typing as npt
@@ -287,6 +288,25 @@ def k4_scales_f32(data: U8) -> tuple[F32, F32]:
     return scale, offset
 
 
+_BUFSIZE = 1024  # elements; see small_ufunc_buffers
+
+
+@contextlib.contextmanager
+def small_ufunc_buffers() -> Iterator[None]:
+    """Run with NumPy's ufunc buffer at 1024 elements instead of 8192, restoring it afterwards.
+
+    With rows shorter than the buffer, a ``(n, N) op (N,)`` broadcast goes through NumPy's
+    buffered path, ~1.5x slower than the plain inner loop (0.35 vs 0.22 ns per element measured
+    at N = 3072); at or below the row length it takes the fast path. The search's broadcasts
+    against per-column scales are a quarter of its full-array passes.
+    """
+    old = np.setbufsize(_BUFSIZE)
+    try:
+        yield
+    finally:
+        np.setbufsize(old)
+
+
 def quantize_in_chunks(
     blocks: F32, type_size: int, chunk: int, quantize_chunk: Callable[[F32], U8]
 ) -> U8:
@@ -298,7 +318,7 @@ def quantize_in_chunks(
     blocks = np.ascontiguousarray(blocks, dtype=np.float32)
     out = np.empty((blocks.shape[0], type_size), dtype=np.uint8)
     # Huge or subnormal blocks overflow to inf/NaN exactly where C does; C's handling is mirrored.
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), small_ufunc_buffers():
         for start in range(0, blocks.shape[0], chunk):
             out[start : start + chunk] = quantize_chunk(blocks[start : start + chunk])
     return out

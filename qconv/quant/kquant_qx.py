@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from qconv.quant.kquant import small_ufunc_buffers
 from qconv.quant.rounding import nearest_int
 
 F32 = npt.NDArray[np.float32]
@@ -44,7 +45,7 @@ def quantize_in_chunks(
     """
     x = np.asarray(blocks, dtype=np.float32)
     out = np.empty((x.shape[0], type_size), dtype=np.uint8)
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), small_ufunc_buffers():
         for start in range(0, x.shape[0], chunk_blocks):
             part = slice(start, start + chunk_blocks)
             out[part] = quantize_chunk(x[part])
