@@ -44,9 +44,9 @@ golden: $(STAMP)
 golden-convert: $(STAMP)
 	$(BIN)/python tools/make_arch_goldens.py
 
-## docs: regenerate docs/cli.md from --help
+## docs: regenerate docs/cli.md (from --help) and docs/format.md (from the modules' byte diagrams)
 docs: $(STAMP)
-	$(BIN)/python tools/gen_cli_docs.py
+	$(BIN)/python tools/gen_docs.py
 
 clean:
 	rm -rf demo-out bench-out .pytest_cache

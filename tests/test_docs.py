@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gen_cli_docs import DOC, render
+from gen_docs import CLI_DOC, FORMAT_DOC, render_cli, render_format
 
 
 def test_cli_reference_matches_the_help_text() -> None:
-    assert DOC.read_text(encoding="utf-8") == render(), (
-        "docs/cli.md is stale: run `python tools/gen_cli_docs.py`"
+    assert CLI_DOC.read_text(encoding="utf-8") == render_cli(), (
+        "docs/cli.md is stale: run `make docs`"
+    )
+
+
+def test_format_reference_matches_the_module_docstrings() -> None:
+    assert FORMAT_DOC.read_text(encoding="utf-8") == render_format(), (
+        "docs/format.md is stale: run `make docs`"
     )
 
 
