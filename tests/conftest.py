@@ -1,12 +1,27 @@
-"""Shared pytest fixtures and factories."""
+"""Shared pytest fixtures and factories.
+
+Tests never touch the network: the hub is forced offline before huggingface_hub is imported, and
+hub-path tests lay out a real cache (models--org--name/refs, blobs, snapshots) in tmp_path.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import struct
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+
+from synthetic import LlamaShape, write_llama_checkpoint, write_safetensors
 
 # --- gguf_bytes: a struct-based GGUF byte builder (owned by the reader tests) ---------------------
 # Like tinygrad's test/unit/test_gguf.py `_build_gguf`: it spells every field out with struct so
@@ -102,20 +117,6 @@ def gguf_bytes() -> GGUFBytes:
 
 
 # --- checkpoints and the offline hub (owned by the convert/source tests) --------------------------
-# Tests never touch the network: the hub is forced offline before huggingface_hub is imported, and
-# hub-path tests lay out a real cache (models--org--name/refs, blobs, snapshots) in tmp_path.
-import hashlib  # noqa: E402
-import os  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
-
-from synthetic import LlamaShape, write_llama_checkpoint, write_safetensors  # noqa: E402
 
 TINY_SHAPE = LlamaShape(
     n_layers=2, hidden=256, intermediate=512, n_heads=4, n_kv_heads=2, vocab=320
