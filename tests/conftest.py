@@ -6,7 +6,6 @@ hub-path tests lay out a real cache (models--org--name/refs, blobs, snapshots) i
 
 from __future__ import annotations
 
-import hashlib
 import os
 import struct
 import sys
@@ -21,6 +20,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 
+from hub_layout import make_hub_cache
 from synthetic import LlamaShape, write_llama_checkpoint, write_safetensors
 
 # --- gguf_bytes: a struct-based GGUF byte builder (owned by the reader tests) ---------------------
@@ -168,23 +168,6 @@ def mixed_checkpoint(tmp_path: Path, rng: np.random.Generator) -> Path:
         },
     )
     return path
-
-
-def make_hub_cache(cache: Path, repo_id: str, source_dir: Path, revision: str = "main") -> Path:
-    """Lay out ``source_dir`` as huggingface_hub's cache does: blobs, a snapshot of links, refs."""
-    repo = cache / f"models--{repo_id.replace('/', '--')}"
-    commit = hashlib.sha1(repo_id.encode()).hexdigest()
-    snapshot = repo / "snapshots" / commit
-    snapshot.mkdir(parents=True)
-    (repo / "blobs").mkdir()
-    for file in sorted(source_dir.iterdir()):
-        data = file.read_bytes()
-        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
-        blob.write_bytes(data)
-        (snapshot / file.name).symlink_to(os.path.relpath(blob, snapshot))
-    (repo / "refs").mkdir()
-    (repo / "refs" / revision).write_text(commit)
-    return snapshot
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from hub_layout import make_hub_cache
 from synthetic import write_safetensors
 from typer.testing import CliRunner
 
@@ -155,8 +156,6 @@ def test_dash_output_streams_the_same_bytes_to_stdout(
 def test_hub_repo_id_honours_hf_home_and_offline_mode(
     tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
-    from conftest import make_hub_cache
-
     hf_home = tmp_path / "home"
     make_hub_cache(hf_home / "hub", "org/tiny", tiny_checkpoint)
     env = dict(_env(), HF_HOME=str(hf_home))
