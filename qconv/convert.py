@@ -43,7 +43,7 @@ from qconv.source import (
     open_source,
 )
 from qconv.vocab import tokenizer_metadata
-from qconv.writer import GGUFWriter, alignment_of, atomic_output, layout
+from qconv.writer import GGUFWriter, alignment_of, atomic_output, encode_header, layout
 
 __all__ = ["Conversion", "Report", "convert", "default_output_name", "plan_conversion"]
 
@@ -126,7 +126,10 @@ def plan_conversion(
     if chosen.llama_quantize_layout:
         kvs = _llama_quantize_kv_order(kvs)
     kvs = merge_kvs(kvs, overrides)
-    alignment_of(kvs)  # validate a user-supplied general.alignment now, not mid-write
+    # Encode the header once now: a bad name, duplicate or value fails here, before any output
+    # exists, and --dry-run reports it too.
+    alignment = alignment_of(kvs)
+    encode_header(kvs, layout([(p.name, p.shape, p.qtype) for p in plans], alignment), alignment)
     warnings = [f"{p.name}: {p.reason}" for p in plans if p.fallback]
     if not architecture.known:
         warnings.insert(0, _generic_warning(source, architecture))
