@@ -74,8 +74,13 @@ def round_levels(v: F32, nmax: int, lo: F32, hi: F32) -> F32:
     it. Otherwise (subnormal blocks make inverse scales overflow to inf) the exact integer
     emulation runs, giving C's 0 for inf/NaN.
     """
-    floor = min(float(np.min(lo)), float(np.min(hi)))
-    ceiling = max(float(np.max(lo)), float(np.max(hi)))
+    floor = min(float(np.minimum.reduce(lo, axis=None)), float(np.minimum.reduce(hi, axis=None)))
+    ceiling = max(float(np.maximum.reduce(lo, axis=None)), float(np.maximum.reduce(hi, axis=None)))
+    return _round_bounded(v, nmax, floor, ceiling)
+
+
+def _round_bounded(v: F32, nmax: int, floor: float, ceiling: float) -> F32:
+    """round_levels given the lowest and highest value ``v`` can hold (NaN when unknown)."""
     if floor > -_SAFE and ceiling < _SAFE:  # False for NaN, as wanted
         low, high = _limits(v.shape, nmax)
         np.rint(v, out=v)
@@ -88,36 +93,54 @@ def round_levels(v: F32, nmax: int, lo: F32, hi: F32) -> F32:
     return v
 
 
-def _levels(x: F32, shift: F32, iscale: F32, xmin: F32, xmax: F32, nmax: int, out: F32) -> F32:
+def _levels(x: F32, shift: F32, iscale: F32, extremes: F32, nmax: int, out: F32) -> F32:
     """``MAX(0, MIN(nmax, nearest_int(iscale*(x[i] - min))))`` for every element, into ``out``.
 
-    The same float32 operations on each column's extremes bound the results (rounding is
-    monotone), which lets round_levels skip work.
+    ``extremes`` stacks each column's min and max (2, n_sub); the same float32 operations on them
+    bound the results (rounding is monotone), which lets the rounding skip clamps.
     """
     np.subtract(x, shift, out=out)
     np.multiply(out, iscale, out=out)
-    return round_levels(out, nmax, iscale * (xmin - shift), iscale * (xmax - shift))
+    bounds = np.subtract(extremes, shift)
+    np.multiply(bounds, iscale, out=bounds)
+    floor = float(np.minimum.reduce(bounds, axis=None))
+    return _round_bounded(out, nmax, floor, float(np.maximum.reduce(bounds, axis=None)))
 
 
-def _fit(
-    x: F32, w: F32, levels: F32, sum_w: F32, sum_x: F32, bufs: tuple[F32, F32]
-) -> tuple[F32, F32, F32]:
-    """Weighted least-squares scale and min for fixed levels: ``(D, this_scale, this_min)``."""
-    wl, prod = bufs
-    np.multiply(w, levels, out=wl)
-    sum_l = np.add.reduce(wl, axis=0)
-    np.multiply(wl, levels, out=prod)
-    sum_l2 = np.add.reduce(prod, axis=0)
-    np.multiply(wl, x, out=prod)
-    sum_xl = np.add.reduce(prod, axis=0)
-    det = sum_w * sum_l2 - sum_l * sum_l
-    this_scale = (sum_w * sum_xl - sum_x * sum_l) / det
-    this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det
-    positive = this_min > 0
-    if positive.any():
-        this_scale = np.where(positive, sum_xl / sum_l2, this_scale)
-        this_min = np.where(positive, _ZERO, this_min)
-    return det, this_scale, this_min
+class _Sums:
+    """Per-column sums of the least-squares fit, laid out so the fit needs few NumPy calls.
+
+    ``s`` rows: 0 ``sum_x`` (fixed), 1 ``sum_l``, 2 ``sum_xl``, 3 ``sum_l2``; with this order
+    ``sum_w*[sum_xl, sum_l2] - sum_l*[sum_x, sum_l]`` gives C's numerator and D in two products.
+    """
+
+    __slots__ = ("num", "s", "sum_w")
+
+    def __init__(self, sum_w: F32, sum_x: F32) -> None:
+        self.sum_w = sum_w
+        self.s = np.empty((4, sum_x.shape[0]), dtype=np.float32)
+        self.s[0] = sum_x
+        self.num = np.empty((3, sum_x.shape[0]), dtype=np.float32)  # scale num, D, min num
+
+    def fit(self, x: F32, w: F32, levels: F32, wl: F32, prod: F32) -> tuple[F32, F32]:
+        """C's weighted least squares for fixed levels: ``(D, [this_scale, this_min])``."""
+        s, num = self.s, self.num
+        np.multiply(w, levels, out=wl)
+        np.add.reduce(wl, axis=0, out=s[1])
+        np.multiply(wl, x, out=prod)
+        np.add.reduce(prod, axis=0, out=s[2])
+        np.multiply(wl, levels, out=prod)
+        np.add.reduce(prod, axis=0, out=s[3])
+        # D = sum_w*sum_l2 - sum_l*sum_l; scale: (sum_w*sum_xl - sum_x*sum_l)/D (products commute)
+        np.multiply(self.sum_w, s[2:4], out=num[0:2])
+        np.subtract(num[0:2], np.multiply(s[1], s[0:2]), out=num[0:2])
+        np.subtract(s[3] * s[0], s[1] * s[2], out=num[2])  # sum_l2*sum_x - sum_l*sum_xl
+        fitted = np.divide(num[0::2], num[1])
+        positive = fitted[1] > 0
+        if positive.any():
+            fitted[0] = np.where(positive, s[2] / s[3], fitted[0])
+            fitted[1] = np.where(positive, _ZERO, fitted[1])
+        return num[1], fitted
 
 
 def _weighted_error(
@@ -144,6 +167,22 @@ def _factors(nmax: int, rmin: float, rdelta: float, nstep: int) -> list[np.float
     ]
 
 
+def _last_winner(
+    wins: list[tuple[F32, ...]], takes: list[npt.NDArray[np.bool_]], start: tuple[F32, ...]
+) -> tuple[F32, ...]:
+    """Per column, the values recorded at the last candidate that won there, else ``start``."""
+    if not wins:
+        return start
+    taken = np.stack(takes)
+    last = len(takes) - 1 - np.argmax(taken[::-1], axis=0)
+    cols = np.arange(taken.shape[1])
+    won = np.logical_or.reduce(taken, axis=0)
+    return tuple(
+        np.where(won, np.stack(values)[last, cols], first)
+        for values, first in zip(zip(*wins, strict=True), start, strict=True)
+    )
+
+
 def make_qkx2_quants(
     x: F32,
     w: F32,
@@ -157,15 +196,14 @@ def make_qkx2_quants(
 
     Returns ``(levels, scale, the_min)``: float32 levels 0..nmax shaped like ``x``, and per column
     the scale and the negated offset (``*the_min = -min``), exactly as C computes them. Only the
-    best candidate's inverse scale and offset are kept during the search; the levels are rebuilt
-    once. The running ``min`` changes when a candidate wins, and later candidates use the new
-    value, as in C.
+    running ``min`` and best error are updated per candidate (later candidates use the new
+    ``min``, as in C); which candidate won last is resolved once after the search, and the levels
+    are rebuilt once.
     """
-    xmin = np.minimum.reduce(x, axis=0)
-    xmax = np.maximum.reduce(x, axis=0)
-    sum_w = np.add.reduce(w, axis=0)
-    sum_x = np.add.reduce(w * x, axis=0)
-    mn = np.where(xmin > 0, _ZERO, xmin).astype(np.float32)
+    extremes = np.stack([np.minimum.reduce(x, axis=0), np.maximum.reduce(x, axis=0)])
+    xmax = extremes[1]
+    sums = _Sums(np.add.reduce(w, axis=0), np.add.reduce(w * x, axis=0))
+    mn = np.where(extremes[0] > 0, _ZERO, extremes[0]).astype(np.float32)
     flat = xmax == mn
     t, wl, prod = np.empty_like(x), np.empty_like(x), np.empty_like(x)
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
@@ -173,25 +211,27 @@ def make_qkx2_quants(
         scale = np.float32(1.0) / iscale
         # A flat column returns early in C with L = 0; a zero inverse scale gives the same levels.
         iscale[flat] = 0
-        span = np.where(flat, np.float32(np.inf), xmax - mn)  # candidates: factor/inf = 0
-        levels = _levels(x, mn, iscale, xmin, xmax, nmax, t)
+        # span = xmax - min, but inf on flat columns so candidates get factor/inf = 0 there.
+        flat_inf = np.where(flat, np.float32(np.inf), _ZERO)
+        levels = _levels(x, mn, iscale, extremes, nmax, t)
         best = _weighted_error(x, w, levels, scale, mn, use_mad, prod)
-        best_iscale, best_shift = iscale, mn
+        start = (iscale, mn, scale)
+        wins: list[tuple[F32, ...]] = []
+        takes: list[npt.NDArray[np.bool_]] = []
         for factor in _factors(nmax, rmin, rdelta, nstep):
-            cand_iscale = (factor / span).astype(np.float32, copy=False)
-            levels = _levels(x, mn, cand_iscale, xmin, xmax, nmax, t)
-            det, this_scale, this_min = _fit(x, w, levels, sum_w, sum_x, (wl, prod))
-            err = _weighted_error(x, w, levels, this_scale, this_min, use_mad, prod)
-            take = (det > 0) & (err < best)
+            cand_iscale = np.divide(factor, np.add(np.subtract(xmax, mn), flat_inf))
+            levels = _levels(x, mn, cand_iscale, extremes, nmax, t)
+            det, fitted = sums.fit(x, w, levels, wl, prod)
+            err = _weighted_error(x, w, levels, fitted[0], fitted[1], use_mad, prod)
+            take = np.greater(det, 0) & np.less(err, best)
             if not take.any():
                 continue
-            best_iscale = np.where(take, cand_iscale, best_iscale)
-            best_shift = np.where(take, mn, best_shift)
+            wins.append((cand_iscale, mn, fitted[0]))
+            takes.append(take)
             best = np.where(take, err, best)
-            scale = np.where(take, this_scale, scale)
-            mn = np.where(take, this_min, mn)
-            span = np.where(take, xmax - mn, span)
-        levels = _levels(x, best_shift, best_iscale, xmin, xmax, nmax, t)
+            mn = np.where(take, fitted[1], mn)  # a new array: wins keeps the old one
+        best_iscale, best_shift, scale = _last_winner(wins, takes, start)
+        levels = _levels(x, best_shift, best_iscale, extremes, nmax, t)
     scale = np.where(flat, _ZERO, scale).astype(np.float32)
     return levels, scale, (-mn).astype(np.float32)
 
