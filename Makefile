@@ -48,5 +48,9 @@ golden-convert: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python tools/gen_docs.py
 
+## interop: build llama.cpp once (cached by version), run qconv's files through it, live ggml checks
+interop: $(STAMP)
+	tools/interop.sh
+
 clean:
 	rm -rf demo-out bench-out .pytest_cache
