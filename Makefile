@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench golden golden-convert docs clean
+.PHONY: install demo test lint bench golden golden-convert docs interop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,7 @@ golden: $(STAMP)
 ## installed into its own venv under ~/.cache/qconv)
 golden-convert: $(STAMP)
 	$(BIN)/python tools/make_arch_goldens.py
+	$(BIN)/python tools/make_pipeline_goldens.py
 
 ## docs: regenerate docs/cli.md (from --help) and docs/format.md (from the modules' byte diagrams)
 docs: $(STAMP)
