@@ -42,7 +42,7 @@ golden: $(STAMP)
 ## golden-convert: regenerate tests/golden/arch with llama.cpp's convert_hf_to_gguf.py (needs torch,
 ## installed into its own venv under ~/.cache/qconv)
 golden-convert: $(STAMP)
-	$(BIN)/python tools/make_arch_goldens.py
+	$(BIN)/python tools/make_arch_goldens.py --keep-tokenizers
 	$(BIN)/python tools/make_pipeline_goldens.py
 
 ## docs: regenerate docs/cli.md (from --help) and docs/format.md (from the modules' byte diagrams)
