@@ -3,9 +3,10 @@
 Mirrors ggml-quants.c ``make_qkx2_quants`` and ``get_scale_min_k4`` (and its inverse, written inline
 in ``quantize_row_q4_K_ref`` / ``_q5_K_ref``). Q4_K, Q5_K and Q2_K import from here; the Q3_K/Q6_K
 kernels may import the generic helpers too. These public names are stable: ``make_qkx2_quants``,
-``round_levels`` and ``requantize`` (element-major arrays, below), ``quantize_k4_superblocks``,
-``pack_scale_min_k4`` / ``unpack_scale_min_k4``, ``k4_scales_f32``, ``fp16_bits`` /
-``fp16_to_f32``, ``u16_bytes``, ``max_positive``, ``wrap_u8`` and ``quantize_in_chunks``.
+``round_levels``, ``requantize`` and ``last_winner`` (element-major arrays, below),
+``quantize_k4_superblocks``, ``pack_scale_min_k4`` / ``unpack_scale_min_k4``, ``k4_scales_f32``,
+``fp16_bits`` / ``fp16_to_f32``, ``u16_bytes``, ``max_positive``, ``wrap_u8``,
+``quantize_in_chunks`` and ``small_ufunc_buffers``.
 
 Layout: the search runs on *element-major* arrays ``(n, n_sub)``, element index first and one column
 per sub-block. A C loop ``s += f(x[i])`` then becomes ``np.add.reduce(..., axis=0)``, which NumPy
@@ -167,7 +168,7 @@ def _factors(nmax: int, rmin: float, rdelta: float, nstep: int) -> list[np.float
     ]
 
 
-def _last_winner(
+def last_winner(
     wins: list[tuple[F32, ...]], takes: list[npt.NDArray[np.bool_]], start: tuple[F32, ...]
 ) -> tuple[F32, ...]:
     """Per column, the values recorded at the last candidate that won there, else ``start``."""
@@ -230,7 +231,7 @@ def make_qkx2_quants(
             takes.append(take)
             best = np.where(take, err, best)
             mn = np.where(take, fitted[1], mn)  # a new array: wins keeps the old one
-        best_iscale, best_shift, scale = _last_winner(wins, takes, start)
+        best_iscale, best_shift, scale = last_winner(wins, takes, start)
         levels = _levels(x, best_shift, best_iscale, extremes, nmax, t)
     scale = np.where(flat, _ZERO, scale).astype(np.float32)
     return levels, scale, (-mn).astype(np.float32)
