@@ -8,6 +8,7 @@ kernels' assertions. Facts come from ggml.h, gguf.h and llama.h (see docs/format
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from enum import IntEnum
 
 GGUF_MAGIC = b"GGUF"
@@ -194,6 +195,20 @@ class Keys:
     FILE_TYPE = "general.file_type"
     QUANTIZATION_VERSION = "general.quantization_version"
     ALIGNMENT = "general.alignment"
+
+
+@dataclass(frozen=True, slots=True)
+class TensorInfo:
+    """One tensor-index entry of a GGUF file, as the writer plans it and the reader finds it.
+
+    ``shape`` is NumPy order (rows…, cols); ``offset`` counts from the start of the data section.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    qtype: GGMLType
+    offset: int
+    nbytes: int
 
 
 def padded(n: int, alignment: int) -> int:

@@ -40,6 +40,7 @@ from qconv.format import (
     GGMLType,
     GGUFValueType,
     Keys,
+    TensorInfo,
     padded,
 )
 from qconv.metadata import KV
@@ -57,17 +58,6 @@ _MIN_KV_BYTES = 14
 _MIN_TENSOR_INFO_BYTES = 24
 
 _Buffer = bytes | mmap.mmap
-
-
-@dataclass(frozen=True, slots=True)
-class TensorInfo:
-    """One tensor: NumPy-order ``shape`` (rows…, cols); ``offset`` counts from the data section."""
-
-    name: str
-    shape: tuple[int, ...]
-    qtype: GGMLType
-    offset: int
-    nbytes: int
 
 
 @dataclass(frozen=True, slots=True)

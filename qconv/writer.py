@@ -23,7 +23,6 @@ import os
 import struct
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -41,23 +40,13 @@ from qconv.format import (
     GGMLType,
     GGUFValueType,
     Keys,
+    TensorInfo,
     padded,
     tensor_nbytes,
 )
 from qconv.metadata import KV, validate_kv
 
 __all__ = ["GGUFWriter", "TensorInfo", "alignment_of", "atomic_output", "encode_header", "layout"]
-
-
-@dataclass(frozen=True, slots=True)
-class TensorInfo:
-    """One tensor-index entry: ``shape`` in NumPy order, ``offset`` relative to the data section."""
-
-    name: str
-    shape: tuple[int, ...]
-    qtype: GGMLType
-    offset: int
-    nbytes: int
 
 
 def alignment_of(kvs: Sequence[KV]) -> int:

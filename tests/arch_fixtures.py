@@ -313,3 +313,12 @@ def golden_tensors(path: Path) -> list[tuple[str, int, tuple[int, ...], np.ndarr
         (t.name, int(t.tensor_type), tuple(int(d) for d in reversed(t.shape.tolist())), t.data)
         for t in reader.tensors
     ]
+
+
+def assert_same_tensors(out: Path, golden: Path) -> None:
+    """Same tensor names, types, shapes and order as ``golden``, and byte-identical data."""
+    ours, theirs = golden_tensors(out), golden_tensors(golden)
+    assert [(n, t, s) for n, t, s, _ in ours] == [(n, t, s) for n, t, s, _ in theirs]
+    for (name, _, _, data), (_, _, _, expected) in zip(ours, theirs, strict=True):
+        same = np.array_equal(np.asarray(data).view(np.uint8), np.asarray(expected).view(np.uint8))
+        assert same, f"tensor {name} differs from {golden.name}"

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
-from arch_fixtures import CASES, checkpoint_and_golden, golden_kvs, golden_tensors
+from arch_fixtures import CASES, assert_same_tensors, checkpoint_and_golden, golden_kvs
 
 from qconv.convert import convert
 
@@ -29,13 +28,7 @@ def converted(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, Pat
 
 
 def test_tensor_data_is_byte_identical_to_llama_cpp(converted: tuple[Path, Path]) -> None:
-    out, golden = converted
-    ours, theirs = golden_tensors(out), golden_tensors(golden)
-    assert [(n, t, s) for n, t, s, _ in ours] == [(n, t, s) for n, t, s, _ in theirs]
-    for (name, _, _, data), (_, _, _, expected) in zip(ours, theirs, strict=True):
-        assert np.array_equal(
-            np.asarray(data).view(np.uint8), np.asarray(expected).view(np.uint8)
-        ), name
+    assert_same_tensors(*converted)
 
 
 def test_metadata_equals_llama_cpp_key_for_key(converted: tuple[Path, Path]) -> None:

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
-from arch_fixtures import golden_kvs, golden_tensors
+from arch_fixtures import assert_same_tensors, golden_kvs
 from make_pipeline_goldens import CASES, golden_path, write_checkpoint
 
 from qconv.convert import convert
@@ -51,13 +50,7 @@ def test_golden_files_exist_and_stay_small() -> None:
 
 
 def test_tensors_equal_convert_then_llama_quantize(pair: tuple[Path, Path]) -> None:
-    out, golden = pair
-    ours, theirs = golden_tensors(out), golden_tensors(golden)
-    assert [(n, t, s) for n, t, s, _ in ours] == [(n, t, s) for n, t, s, _ in theirs]
-    for (name, _, _, data), (_, _, _, expected) in zip(ours, theirs, strict=True):
-        assert np.array_equal(
-            np.asarray(data).view(np.uint8), np.asarray(expected).view(np.uint8)
-        ), name
+    assert_same_tensors(*pair)
 
 
 def test_metadata_equals_convert_then_llama_quantize(pair: tuple[Path, Path]) -> None:
