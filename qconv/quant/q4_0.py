@@ -67,6 +67,26 @@ def map_chunks(
             convert_chunk(source[start:stop], out[start:stop])
 
 
+def quantize_with(
+    quantize_chunk: Callable[[Floats, Bytes], None], blocks: npt.NDArray[Any], type_size: int
+) -> Bytes:
+    """A legacy quantizer's whole contract: check the input, run ``quantize_chunk`` per chunk."""
+    blocks = float_blocks(blocks)
+    out = np.empty((blocks.shape[0], type_size), dtype=np.uint8)
+    map_chunks(blocks, out, quantize_chunk)
+    return out
+
+
+def dequantize_with(
+    dequantize_chunk: Callable[[Bytes, Floats], None], data: npt.NDArray[Any], type_size: int
+) -> Floats:
+    """A legacy dequantizer's contract: check the input, run ``dequantize_chunk`` per chunk."""
+    data = byte_blocks(data, type_size)
+    out = np.empty((data.shape[0], QK), dtype=F32)
+    map_chunks(data, out, dequantize_chunk)
+    return out
+
+
 def float_blocks(blocks: npt.NDArray[Any]) -> Floats:
     """The ``(n_blocks, 32)`` float32 input of a legacy quantizer, C-contiguous.
 
@@ -226,10 +246,7 @@ def quantize_blocks(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
     Raises:
         QuantizationError: ``blocks`` is not ``(n_blocks, 32)`` or holds NaN.
     """
-    blocks = float_blocks(blocks)
-    out = np.empty((blocks.shape[0], _TYPE_SIZE), dtype=np.uint8)
-    map_chunks(blocks, out, _quantize_chunk)
-    return out
+    return quantize_with(_quantize_chunk, blocks, _TYPE_SIZE)
 
 
 def dequantize_blocks(data: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
@@ -238,7 +255,4 @@ def dequantize_blocks(data: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
     Raises:
         QuantizationError: ``data`` is not ``(n_blocks, 18)``.
     """
-    data = byte_blocks(data, _TYPE_SIZE)
-    out = np.empty((data.shape[0], QK), dtype=F32)
-    map_chunks(data, out, _dequantize_chunk)
-    return out
+    return dequantize_with(_dequantize_chunk, data, _TYPE_SIZE)

@@ -16,16 +16,14 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from qconv.format import QK, QUANT_SIZES, GGMLType
+from qconv.format import QUANT_SIZES, GGMLType
 from qconv.quant.float import fp16_values, put_fp16
 from qconv.quant.q4_0 import (
-    F32,
     Bytes,
     Floats,
-    byte_blocks,
-    float_blocks,
-    map_chunks,
+    dequantize_with,
     pack_nibbles,
+    quantize_with,
 )
 from qconv.quant.q4_1 import asymmetric_codes, dequantize_with_minimum
 from qconv.quant.q5_0 import pack_high_bits, unpack_codes
@@ -52,10 +50,7 @@ def quantize_blocks(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
     Raises:
         QuantizationError: ``blocks`` is not ``(n_blocks, 32)`` or holds NaN.
     """
-    blocks = float_blocks(blocks)
-    out = np.empty((blocks.shape[0], _TYPE_SIZE), dtype=np.uint8)
-    map_chunks(blocks, out, _quantize_chunk)
-    return out
+    return quantize_with(_quantize_chunk, blocks, _TYPE_SIZE)
 
 
 def dequantize_blocks(data: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
@@ -64,7 +59,4 @@ def dequantize_blocks(data: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
     Raises:
         QuantizationError: ``data`` is not ``(n_blocks, 24)``.
     """
-    data = byte_blocks(data, _TYPE_SIZE)
-    out = np.empty((data.shape[0], QK), dtype=F32)
-    map_chunks(data, out, _dequantize_chunk)
-    return out
+    return dequantize_with(_dequantize_chunk, data, _TYPE_SIZE)

@@ -17,17 +17,16 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from qconv.format import QK, QUANT_SIZES, GGMLType
+from qconv.format import QUANT_SIZES, GGMLType
 from qconv.quant.float import fp16_values, put_fp16
 from qconv.quant.q4_0 import (
     F32,
     Bytes,
     Floats,
-    byte_blocks,
+    dequantize_with,
     element_major,
-    float_blocks,
     inverse_scale,
-    map_chunks,
+    quantize_with,
     reject_nan,
 )
 
@@ -65,10 +64,7 @@ def quantize_blocks(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
     Raises:
         QuantizationError: ``blocks`` is not ``(n_blocks, 32)`` or holds NaN.
     """
-    blocks = float_blocks(blocks)
-    out = np.empty((blocks.shape[0], _TYPE_SIZE), dtype=np.uint8)
-    map_chunks(blocks, out, _quantize_chunk)
-    return out
+    return quantize_with(_quantize_chunk, blocks, _TYPE_SIZE)
 
 
 def dequantize_blocks(data: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
@@ -77,7 +73,4 @@ def dequantize_blocks(data: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
     Raises:
         QuantizationError: ``data`` is not ``(n_blocks, 34)``.
     """
-    data = byte_blocks(data, _TYPE_SIZE)
-    out = np.empty((data.shape[0], QK), dtype=F32)
-    map_chunks(data, out, _dequantize_chunk)
-    return out
+    return dequantize_with(_dequantize_chunk, data, _TYPE_SIZE)
