@@ -190,3 +190,29 @@ def test_format_error_from_a_corrupt_gguf_has_exit_code_4(tmp_path: Path) -> Non
     bad.write_bytes(b"GGUF" + (3).to_bytes(4, "little") + (10**12).to_bytes(8, "little") + bytes(8))
     code, stdout, stderr = run("info", str(bad))
     assert code == EXIT_CODES[FormatError] and stdout == "" and "bad.gguf" in stderr
+
+
+def test_ctrl_c_mid_conversion_exits_130_and_leaves_no_file(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    import numpy as np
+
+    model = tmp_path / "slow.safetensors"
+    rows = np.random.default_rng(0).standard_normal((2048, 4096)).astype(np.float32)
+    write_safetensors(model, {f"w{i}.weight": ("F32", rows) for i in range(2)})
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    cmd = [sys.executable, "-m", "qconv", "convert", str(model), "-t", "q4_k", "--pure"]
+    process = subprocess.Popen(
+        [*cmd, "-o", str(out_dir / "m.gguf")], env=_env(), stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 60
+    while not list(out_dir.glob(".m.gguf.*.partial")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # well inside the data section by now
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "error: interrupted; no output file was written"
+    assert list(out_dir.iterdir()) == []
