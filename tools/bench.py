@@ -34,6 +34,7 @@ BENCH_SHAPE = LlamaShape(
     n_layers=12, hidden=1024, intermediate=2816, n_heads=16, n_kv_heads=8, vocab=32000
 )
 CACHE = Path(os.environ.get("QCONV_CACHE", Path.home() / ".cache" / "qconv"))
+TOKENIZER = REPO / "tests" / "golden" / "arch" / "llama3" / "tokenizer"
 
 
 @dataclass(frozen=True)
@@ -103,10 +104,13 @@ def measure(label: str, cmd: list[str], output: Path, env: dict[str, str] | None
 
 
 def checkpoint(shape: LlamaShape, name: str) -> Path:
+    """A cached bench checkpoint with the test suite's small Llama 3 style tokenizer."""
     directory = REPO / "bench-out" / name
     if not (directory / "model.safetensors").exists():
         print(f"generating {name} ({shape.n_params / 1e6:.0f}M parameters, BF16)…", file=sys.stderr)
         write_llama_checkpoint(directory, shape, dtype="BF16", seed=1)
+    for file in TOKENIZER.iterdir():
+        shutil.copy(file, directory / file.name)
     return directory
 
 
@@ -141,10 +145,26 @@ def llama_cpp_two_step(model: Path, target: str) -> list[Run] | None:
         return None
     bf16 = REPO / "bench-out" / f"{model.name}-llamacpp-bf16.gguf"
     final = REPO / "bench-out" / f"{model.name}-llamacpp-{target}.gguf"
+    # The bench tokenizer is a tiny trained vocabulary whose pre-tokenizer hash llama.cpp does not
+    # list; the golden script's wrapper names it (llama-bpe) and otherwise runs the converter as is.
+    from make_arch_goldens import CONVERT_WRAPPER
+
     step1 = measure(
         "llama.cpp convert_hf_to_gguf --outtype bf16",
-        [str(venv_python), str(script), str(model), "--outtype", "bf16", "--outfile", str(bf16)],
+        [
+            str(venv_python),
+            "-c",
+            CONVERT_WRAPPER,
+            str(script.parent),
+            "llama-bpe",
+            str(model),
+            "--outtype",
+            "bf16",
+            "--outfile",
+            str(bf16),
+        ],
         bf16,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "NO_LOCAL_GGUF": "1"},
     )
     step2 = measure(
         f"llama.cpp llama-quantize {target.upper()}",
