@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from qconv.errors import OutputError, UsageError
 from qconv.format import GGMLType, GGUFValueType
@@ -125,3 +127,86 @@ def test_atomic_output_refuses_existing_file_and_folders(tmp_path: Path) -> None
     with pytest.raises(OutputError, match="cannot create"):
         with atomic_output(tmp_path / "missing-dir" / "m.gguf", force=False):
             pass
+
+
+class _FullDisk(io.RawIOBase):
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: object) -> int:
+        raise OSError(28, "No space left on device")
+
+
+def test_a_full_disk_is_an_output_error_naming_the_file() -> None:
+    writer = GGUFWriter(_FullDisk(), label="out.gguf")  # type: ignore[arg-type]
+    with pytest.raises(OutputError, match="out.gguf: write failed \\(No space left on device\\)"):
+        writer.begin([], [])
+
+
+_SCALARS = {
+    GGUFValueType.UINT8: st.integers(0, 2**8 - 1),
+    GGUFValueType.INT8: st.integers(-(2**7), 2**7 - 1),
+    GGUFValueType.UINT16: st.integers(0, 2**16 - 1),
+    GGUFValueType.INT16: st.integers(-(2**15), 2**15 - 1),
+    GGUFValueType.UINT32: st.integers(0, 2**32 - 1),
+    GGUFValueType.INT32: st.integers(-(2**31), 2**31 - 1),
+    GGUFValueType.UINT64: st.integers(0, 2**64 - 1),
+    GGUFValueType.INT64: st.integers(-(2**63), 2**63 - 1),
+    GGUFValueType.FLOAT32: st.floats(width=32, allow_nan=False),
+    GGUFValueType.FLOAT64: st.floats(allow_nan=False),
+    GGUFValueType.BOOL: st.booleans(),
+    GGUFValueType.STRING: st.text(),
+}
+
+
+@st.composite
+def _kvs(draw: st.DrawFn) -> list[KV]:
+    keys = draw(st.lists(st.text(min_size=1, max_size=20), unique=True, max_size=6))
+    kvs = []
+    for key in keys:
+        vtype = draw(st.sampled_from([*_SCALARS, GGUFValueType.ARRAY]))
+        if vtype == GGUFValueType.ARRAY:
+            item_type = draw(st.sampled_from(list(_SCALARS)))
+            kvs.append(KV(key, vtype, draw(st.lists(_SCALARS[item_type], max_size=5)), item_type))
+        else:
+            kvs.append(KV(key, vtype, draw(_SCALARS[vtype])))
+    return kvs
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(kvs=_kvs())
+def test_any_metadata_round_trips_through_writer_and_reader(tmp_path: Path, kvs: list[KV]) -> None:
+    from qconv.reader import read_gguf
+
+    path = tmp_path / "kv.gguf"
+    path.write_bytes(encode_header(kvs, [], 32))
+    assert read_gguf(path).kvs == kvs
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    values=st.lists(st.floats(width=16, allow_nan=False), min_size=1, max_size=64),
+    qtype=st.sampled_from([GGMLType.F32, GGMLType.F16]),
+)
+def test_f32_and_f16_tensors_round_trip_exactly(
+    tmp_path: Path, values: list[float], qtype: GGMLType
+) -> None:
+    from qconv import quant
+    from qconv.reader import read_gguf, tensor_data
+
+    rows = np.array([values], dtype=np.float32)
+    infos = layout([("t", rows.shape, qtype)], 32)
+    path = tmp_path / "t.gguf"
+    with path.open("wb") as stream:
+        writer = GGUFWriter(stream)
+        writer.begin([], infos)
+        writer.write(quant.quantize(rows, qtype))
+        writer.end_tensor()
+        writer.close()
+    parsed = read_gguf(path)
+    back = quant.dequantize(np.asarray(tensor_data(parsed, parsed.tensors[0])), qtype, len(values))
+    assert np.array_equal(back, rows)
