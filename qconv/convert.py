@@ -16,7 +16,7 @@ import multiprocessing
 import os
 import signal
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -130,7 +130,7 @@ def plan_conversion(
     # exists, and --dry-run reports it too.
     alignment = alignment_of(kvs)
     encode_header(kvs, layout([(p.name, p.shape, p.qtype) for p in plans], alignment), alignment)
-    warnings = [f"{p.name}: {p.reason}" for p in plans if p.fallback]
+    warnings = _fallback_warnings(plans)
     if not architecture.known:
         warnings.insert(0, _generic_warning(source, architecture))
     return Conversion(source, chosen, kvs, plans, warnings)
@@ -150,6 +150,22 @@ def _named_tensors(source: Source, architecture: Architecture) -> list[tuple[str
         order = architecture.row_order(ref.name, ref.shape, source.config)
         named.append((gguf_name, data if order is None else PermutedTensor(data, order, ref.name)))
     return named
+
+
+MAX_LISTED_FALLBACKS = 3
+
+
+def _fallback_warnings(plans: Sequence[TensorPlan]) -> list[str]:
+    """One line per fallback, or one summary line when there are many (--dry-run lists them all)."""
+    fallbacks = [plan for plan in plans if plan.fallback]
+    if len(fallbacks) <= MAX_LISTED_FALLBACKS:
+        return [f"{plan.name}: {plan.reason}" for plan in fallbacks]
+    counts = Counter(plan.qtype.name for plan in fallbacks)
+    by_type = ", ".join(f"{n} -> {name}" for name, n in counts.most_common())
+    return [
+        f"{len(fallbacks)} of {len(plans)} tensors fell back to another type because their row "
+        f"length is not a multiple of the block size ({by_type}); --dry-run lists them"
+    ]
 
 
 def _model_facts(architecture: Architecture, source: Source) -> ModelFacts:

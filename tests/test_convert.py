@@ -303,3 +303,18 @@ def test_overlong_tensor_name_fails_at_planning_with_no_output(tmp_path: Path) -
     write_safetensors(model, {"x" * 70 + ".weight": ("F32", np.ones((2, 32), dtype=np.float32))})
     with pytest.raises(UsageError, match="77 bytes; GGUF allows at most 63"):
         plan_conversion(str(model), target="q8_0")
+
+
+def test_many_fallbacks_are_summarized_in_one_warning(tmp_path: Path) -> None:
+    model = tmp_path / "odd.safetensors"
+    tensors = {
+        f"w{i}.weight": ("F32", np.ones((2, 48 if i % 2 else 40), dtype=np.float32))
+        for i in range(6)
+    }
+    write_safetensors(model, tensors)
+    conversion = plan_conversion(str(model), target="q8_0")
+    fallback_lines = [w for w in conversion.warnings if "fell back" in w]
+    assert fallback_lines == [
+        "6 of 6 tensors fell back to another type because their row length is not a multiple "
+        "of the block size (6 -> F16); --dry-run lists them"
+    ]
