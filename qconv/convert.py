@@ -303,7 +303,7 @@ def _write(
                 current += 1
             writer.write(data)
             if on_progress is not None:
-                on_progress(len(data))
+                on_progress(data.nbytes)
     while current < len(conversion.plans):
         writer.end_tensor()
         current += 1

@@ -318,3 +318,12 @@ def test_many_fallbacks_are_summarized_in_one_warning(tmp_path: Path) -> None:
         "6 of 6 tensors fell back to another type because their row length is not a multiple "
         "of the block size (6 -> F16); --dry-run lists them"
     ]
+
+
+def test_progress_reports_every_data_byte_once(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    seen: list[int] = []
+    report = convert(
+        str(tiny_checkpoint), tmp_path / "p.gguf", target="q4_0", jobs=2, on_progress=seen.append
+    )
+    assert sum(seen) == report.conversion.data_bytes
+    assert len(seen) == len(report.conversion.plans)  # one chunk per tensor at this size
