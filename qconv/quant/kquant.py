@@ -6,7 +6,7 @@ kernels may import the generic helpers too. These public names are stable: ``mak
 ``round_levels``, ``requantize`` and ``last_winner`` (element-major arrays, below),
 ``quantize_k4_superblocks``, ``pack_scale_min_k4`` / ``unpack_scale_min_k4``, ``k4_scales_f32``,
 ``fp16_bits`` / ``fp16_to_f32``, ``u16_bytes``, ``max_positive``, ``wrap_u8``,
-``quantize_in_chunks`` and ``small_ufunc_buffers``.
+``quantize_in_chunks``, ``small_ufunc_buffers`` and ``sum_products``.
 
 Layout: the search runs on *element-major* arrays ``(n, n_sub)``, element index first and one column
 per sub-block. A C loop ``s += f(x[i])`` then becomes ``np.add.reduce(..., axis=0)``, which NumPy
@@ -166,6 +166,52 @@ def _factors(nmax: int, rmin: float, rdelta: float, nstep: int) -> list[np.float
         np.float32(rmin) + np.float32(rdelta) * np.float32(step) + np.float32(nmax)
         for step in range(nstep + 1)
     ]
+
+
+def _einsum_is_sequential() -> bool:
+    """Whether ``np.einsum`` sums ``(a*b)*c`` over the leading axis as C does: in order, unfused.
+
+    NumPy's einsum kernels use multiply-add intrinsics, which fuse where the build's baseline has
+    FMA (aarch64 NEON, say); there ``sum_products`` falls back to ufuncs. Probes, per column:
+    ``-(1 + 2**-11) + a*a`` with a = 1 + 2**-12 is 0 unfused but 2**-24 fused, and
+    ``1e8 + 1 - 1e8`` is 0 only when summed in order. Run once, on contiguous (rows, 64) arrays.
+    """
+    a, c = 1 + 2**-12, -(1 + 2**-11)
+
+    def rows(*values: float) -> F32:
+        return np.repeat(np.array(values, dtype=np.float32)[:, None], 64, axis=1)
+
+    probes = (
+        (rows(c, a), rows(1, a)),
+        (rows(c, a), rows(1, 1), rows(1, a)),
+        (rows(1e8, 1, -1e8), rows(1, 1, 1)),
+        (rows(1e8, 1, -1e8), rows(1, 1, 1), rows(1, 1, 1)),
+    )
+    out = np.empty(64, dtype=np.float32)
+    return all(not np.einsum(",".join(["ij"] * len(p)) + "->j", *p, out=out).any() for p in probes)
+
+
+_SEQUENTIAL_EINSUM = _einsum_is_sequential()
+
+
+def sum_products(*factors: F32, out: F32) -> F32:
+    """``out[j] = Σ_i ((f0[i,j] * f1[i,j]) * f2[i,j])`` from 0 in order of i, float32, unfused.
+
+    C's ``s = 0; for (i...) s += w*l*x[i];`` over element-major arrays, for two or three factors
+    of one contiguous shape. ``np.einsum`` does it in about 1.5 passes over memory where the
+    multiply-then-reduce ufuncs take 2 (two factors) or 4 (three) and a scratch array.
+    """
+    if _SEQUENTIAL_EINSUM:
+        spec = ",".join(["ij"] * len(factors)) + "->j"
+        np.einsum(spec, *factors, out=out)
+        return out
+    prod = factors[0] * factors[1]
+    for factor in factors[2:]:
+        np.multiply(prod, factor, out=prod)
+    out[...] = 0  # C starts from +0.0: a sum of -0.0 terms stays +0.0
+    for row in prod:
+        np.add(out, row, out=out)
+    return out
 
 
 def last_winner(

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from qconv.quant.kquant import last_winner, small_ufunc_buffers
+from qconv.quant.kquant import last_winner, small_ufunc_buffers, sum_products
 from qconv.quant.rounding import nearest_int
 
 F32 = npt.NDArray[np.float32]
@@ -102,22 +102,24 @@ def _levels(x: F32, iscale: F32, nmax: int, out: F32, reach: float) -> F32:
     ``np.rint`` equals nearest_int because |iscale*x| <= nmax + 1 for finite x (|x| <= |max|).
     ``reach`` is |iscale*max|, the numerator of iscale: every |iscale*x| is at most reach*(1+2u),
     so below nmax + 0.5 nothing rounds under -nmax and only the upper clamp is needed (np.minimum
-    with a constant array, ~1.6x faster than np.clip, which wins when both sides are needed).
+    with a constant array, ~1.6x faster than np.clip, which wins when both sides are needed), and
+    below nmax - 0.5 (the four smallest candidates) neither is.
     """
     np.multiply(x, iscale, out=out)
     np.rint(out, out=out)
+    if reach < nmax - 0.51:
+        return out
     if reach < nmax + 0.49:
         return np.minimum(out, _ceiling(out.shape, nmax - 1), out=out)
     return np.clip(out, -nmax, nmax - 1, out=out)
 
 
-def _weighted_sums(wx: F32, w: F32, lev: F32, tmp: F32) -> tuple[F32, F32]:
+def _weighted_sums(wx: F32, w: F32, lev: F32) -> tuple[F32, F32]:
     """Sequential ``sumlx = Σ (w*x)*l`` and ``suml2 = Σ (w*l)*l`` over the leading axis."""
-    np.multiply(wx, lev, out=tmp)
-    sumlx = np.add.reduce(tmp, axis=0)
-    np.multiply(w, lev, out=tmp)
-    np.multiply(tmp, lev, out=tmp)
-    return sumlx, np.add.reduce(tmp, axis=0)
+    sums = np.empty((2, wx.shape[1]), dtype=np.float32)
+    sum_products(wx, lev, out=sums[0])
+    sum_products(w, lev, lev, out=sums[1])
+    return sums[0], sums[1]
 
 
 def _exact_levels(x: F32, iscale: F32, nmax: int) -> F32:
@@ -137,10 +139,9 @@ def make_qx_quants(x: F32, nmax: int) -> tuple[F32, npt.NDArray[np.int8]]:
     w = x * x
     wx = w * x
     lev = np.empty_like(x)
-    tmp = np.empty_like(x)
     fnmax = np.float32(nmax)
     first_iscale = -fnmax / safe_max
-    sumlx, suml2 = _weighted_sums(wx, w, _levels(x, first_iscale, nmax, lev, nmax), tmp)
+    sumlx, suml2 = _weighted_sums(wx, w, _levels(x, first_iscale, nmax, lev, nmax))
     scale = np.where(suml2 != 0, sumlx / suml2, _ZERO)
     best = scale * sumlx
     # Only the best gain is selected per candidate; the last winner's iscale and scale are
@@ -150,7 +151,7 @@ def make_qx_quants(x: F32, nmax: int) -> tuple[F32, npt.NDArray[np.int8]]:
     for step in _QX_STEPS:
         reach = fnmax + np.float32(0.1) * np.float32(step)
         iscale = -reach / safe_max
-        sumlx, suml2 = _weighted_sums(wx, w, _levels(x, iscale, nmax, lev, float(reach)), tmp)
+        sumlx, suml2 = _weighted_sums(wx, w, _levels(x, iscale, nmax, lev, float(reach)))
         better = (suml2 > 0) & (sumlx * sumlx > best * suml2)
         if not better.any():
             continue
