@@ -108,66 +108,6 @@ def _levels(x: F32, shift: F32, iscale: F32, extremes: F32, nmax: int, out: F32)
     return _round_bounded(out, nmax, floor, float(np.maximum.reduce(bounds, axis=None)))
 
 
-class _Sums:
-    """Per-column sums of the least-squares fit, laid out so the fit needs few NumPy calls.
-
-    ``s`` rows: 0 ``sum_x`` (fixed), 1 ``sum_l``, 2 ``sum_xl``, 3 ``sum_l2``; with this order
-    ``sum_w*[sum_xl, sum_l2] - sum_l*[sum_x, sum_l]`` gives C's numerator and D in two products.
-    """
-
-    __slots__ = ("num", "s", "sum_w")
-
-    def __init__(self, sum_w: F32, sum_x: F32) -> None:
-        self.sum_w = sum_w
-        self.s = np.empty((4, sum_x.shape[0]), dtype=np.float32)
-        self.s[0] = sum_x
-        self.num = np.empty((3, sum_x.shape[0]), dtype=np.float32)  # scale num, D, min num
-
-    def fit(self, x: F32, w: F32, levels: F32, wl: F32, prod: F32) -> tuple[F32, F32]:
-        """C's weighted least squares for fixed levels: ``(D, [this_scale, this_min])``."""
-        s, num = self.s, self.num
-        np.multiply(w, levels, out=wl)
-        np.add.reduce(wl, axis=0, out=s[1])
-        np.multiply(wl, x, out=prod)
-        np.add.reduce(prod, axis=0, out=s[2])
-        np.multiply(wl, levels, out=prod)
-        np.add.reduce(prod, axis=0, out=s[3])
-        # D = sum_w*sum_l2 - sum_l*sum_l; scale: (sum_w*sum_xl - sum_x*sum_l)/D (products commute)
-        np.multiply(self.sum_w, s[2:4], out=num[0:2])
-        np.subtract(num[0:2], np.multiply(s[1], s[0:2]), out=num[0:2])
-        np.subtract(s[3] * s[0], s[1] * s[2], out=num[2])  # sum_l2*sum_x - sum_l*sum_xl
-        fitted = np.divide(num[0::2], num[1])
-        positive = fitted[1] > 0
-        if positive.any():
-            fitted[0] = np.where(positive, s[2] / s[3], fitted[0])
-            fitted[1] = np.where(positive, _ZERO, fitted[1])
-        return num[1], fitted
-
-
-def _weighted_error(
-    x: F32, w: F32, levels: F32, scale: F32, shift: F32, use_mad: bool, out: F32
-) -> F32:
-    """``Σ_i w_i * f((scale*L_i + min) - x_i)`` with f = |·| or square, summed in element order."""
-    np.multiply(levels, scale, out=out)
-    np.add(out, shift, out=out)
-    np.subtract(out, x, out=out)
-    if use_mad:
-        np.abs(out, out=out)
-    else:
-        np.multiply(out, out, out=out)
-    np.multiply(out, w, out=out)
-    total: F32 = np.add.reduce(out, axis=0)
-    return total
-
-
-def _factors(nmax: int, rmin: float, rdelta: float, nstep: int) -> list[np.float32]:
-    """C's ``rmin + rdelta*is + nmax`` for is = 0..nstep, each step rounded to float32."""
-    return [
-        np.float32(rmin) + np.float32(rdelta) * np.float32(step) + np.float32(nmax)
-        for step in range(nstep + 1)
-    ]
-
-
 def _einsum_is_sequential() -> bool:
     """Whether ``np.einsum`` sums ``(a*b)*c`` over the leading axis as C does: in order, unfused.
 
@@ -214,6 +154,60 @@ def sum_products(*factors: F32, out: F32) -> F32:
     return out
 
 
+class _Sums:
+    """Per-column sums of the least-squares fit, laid out so the fit needs few NumPy calls.
+
+    ``s`` rows: 0 ``sum_x`` (fixed), 1 ``sum_l``, 2 ``sum_xl``, 3 ``sum_l2``; with this order
+    ``sum_w*[sum_xl, sum_l2] - sum_l*[sum_x, sum_l]`` gives C's numerator and D in two products.
+    """
+
+    __slots__ = ("num", "s", "sum_w")
+
+    def __init__(self, sum_w: F32, sum_x: F32) -> None:
+        self.sum_w = sum_w
+        self.s = np.empty((4, sum_x.shape[0]), dtype=np.float32)
+        self.s[0] = sum_x
+        self.num = np.empty((3, sum_x.shape[0]), dtype=np.float32)  # scale num, D, min num
+
+    def fit(self, x: F32, w: F32, levels: F32) -> tuple[F32, F32]:
+        """C's weighted least squares for fixed levels: ``(D, [this_scale, this_min])``."""
+        s, num = self.s, self.num
+        sum_products(w, levels, out=s[1])
+        sum_products(w, levels, x, out=s[2])
+        sum_products(w, levels, levels, out=s[3])
+        # D = sum_w*sum_l2 - sum_l*sum_l; scale: (sum_w*sum_xl - sum_x*sum_l)/D (products commute)
+        np.multiply(self.sum_w, s[2:4], out=num[0:2])
+        np.subtract(num[0:2], np.multiply(s[1], s[0:2]), out=num[0:2])
+        np.subtract(s[3] * s[0], s[1] * s[2], out=num[2])  # sum_l2*sum_x - sum_l*sum_xl
+        fitted = np.divide(num[0::2], num[1])
+        positive = fitted[1] > 0
+        if positive.any():
+            fitted[0] = np.where(positive, s[2] / s[3], fitted[0])
+            fitted[1] = np.where(positive, _ZERO, fitted[1])
+        return num[1], fitted
+
+
+def _weighted_error(
+    x: F32, w: F32, levels: F32, scale: F32, shift: F32, use_mad: bool, out: F32
+) -> F32:
+    """``Σ_i w_i * f((scale*L_i + min) - x_i)`` with f = |·| or square, summed in element order."""
+    np.multiply(levels, scale, out=out)
+    np.add(out, shift, out=out)
+    np.subtract(out, x, out=out)
+    total = np.empty(x.shape[1], dtype=np.float32)
+    if use_mad:
+        return sum_products(np.abs(out, out=out), w, out=total)
+    return sum_products(out, out, w, out=total)  # (d*d)*w is C's w*(d*d): products commute
+
+
+def _factors(nmax: int, rmin: float, rdelta: float, nstep: int) -> list[np.float32]:
+    """C's ``rmin + rdelta*is + nmax`` for is = 0..nstep, each step rounded to float32."""
+    return [
+        np.float32(rmin) + np.float32(rdelta) * np.float32(step) + np.float32(nmax)
+        for step in range(nstep + 1)
+    ]
+
+
 def last_winner(
     wins: list[tuple[F32, ...]], takes: list[npt.NDArray[np.bool_]], start: tuple[F32, ...]
 ) -> tuple[F32, ...]:
@@ -255,7 +249,7 @@ def make_qkx2_quants(
     sums = _Sums(np.add.reduce(w, axis=0), np.add.reduce(w * x, axis=0))
     mn = np.where(extremes[0] > 0, _ZERO, extremes[0]).astype(np.float32)
     flat = xmax == mn
-    t, wl, prod = np.empty_like(x), np.empty_like(x), np.empty_like(x)
+    t, prod = np.empty_like(x), np.empty_like(x)
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         iscale = np.float32(nmax) / (xmax - mn)
         scale = np.float32(1.0) / iscale
@@ -271,7 +265,7 @@ def make_qkx2_quants(
         for factor in _factors(nmax, rmin, rdelta, nstep):
             cand_iscale = np.divide(factor, np.add(np.subtract(xmax, mn), flat_inf))
             levels = _levels(x, mn, cand_iscale, extremes, nmax, t)
-            det, fitted = sums.fit(x, w, levels, wl, prod)
+            det, fitted = sums.fit(x, w, levels)
             err = _weighted_error(x, w, levels, fitted[0], fitted[1], use_mad, prod)
             take = np.greater(det, 0) & np.less(err, best)
             if not take.any():
