@@ -25,7 +25,7 @@ from qconv.quant.kquant import (
 )
 
 _TYPE_SIZE = QUANT_SIZES[GGMLType.Q4_K][1]
-CHUNK_BLOCKS = 384  # super-blocks per search chunk: amortizes NumPy call cost, stays in cache
+CHUNK_BLOCKS = 512  # super-blocks per search chunk: amortizes NumPy call cost, stays in cache
 
 
 def _pack_nibbles(levels: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:

@@ -26,7 +26,7 @@ from qconv.quant.kquant import (
 )
 
 _TYPE_SIZE = QUANT_SIZES[GGMLType.Q5_K][1]
-CHUNK_BLOCKS = 384  # super-blocks per search chunk, as for Q4_K
+CHUNK_BLOCKS = 512  # super-blocks per search chunk, as for Q4_K
 _BIT_WEIGHTS = (np.uint8(1) << np.arange(8, dtype=np.uint8))[None, :, None]
 
 
