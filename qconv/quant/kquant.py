@@ -132,6 +132,7 @@ def _einsum_is_sequential() -> bool:
 
 
 _SEQUENTIAL_EINSUM = _einsum_is_sequential()
+_SPECS = {2: "ij,ij->j", 3: "ij,ij,ij->j"}
 
 
 def sum_products(*factors: F32, out: F32) -> F32:
@@ -142,8 +143,7 @@ def sum_products(*factors: F32, out: F32) -> F32:
     multiply-then-reduce ufuncs take 2 (two factors) or 4 (three) and a scratch array.
     """
     if _SEQUENTIAL_EINSUM:
-        spec = ",".join(["ij"] * len(factors)) + "->j"
-        np.einsum(spec, *factors, out=out)
+        np.einsum(_SPECS[len(factors)], *factors, out=out)
         return out
     prod = factors[0] * factors[1]
     for factor in factors[2:]:
@@ -181,9 +181,9 @@ class _Sums:
         np.subtract(s[3] * s[0], s[1] * s[2], out=num[2])  # sum_l2*sum_x - sum_l*sum_xl
         fitted = np.divide(num[0::2], num[1])
         positive = fitted[1] > 0
-        if positive.any():
-            fitted[0] = np.where(positive, s[2] / s[3], fitted[0])
-            fitted[1] = np.where(positive, _ZERO, fitted[1])
+        if positive.any():  # C: this_min = 0, this_scale = sum_xl / sum_l2; masked writes, no temps
+            np.divide(s[2], s[3], out=fitted[0], where=positive)
+            np.copyto(fitted[1], _ZERO, where=positive)
         return num[1], fitted
 
 
