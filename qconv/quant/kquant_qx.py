@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from qconv.quant.kquant import last_winner, small_ufunc_buffers, sum_products
+from qconv.quant.kquant import small_ufunc_buffers, sum_products
 from qconv.quant.rounding import nearest_int
 
 F32 = npt.NDArray[np.float32]
@@ -137,6 +137,15 @@ def _exact_levels(x: F32, iscale: F32, nmax: int) -> F32:
     return np.clip(nearest_int(v), -nmax, nmax - 1).astype(np.float32)
 
 
+@functools.lru_cache(maxsize=2)
+def _reaches(nmax: int) -> F32:
+    """C's ``nmax + 0.1f*is`` for is = -9..9 without 0, in float32 (iscale = -reach/max)."""
+    reach = [np.float32(nmax) + np.float32(0.1) * np.float32(step) for step in _QX_STEPS]
+    out = np.array(reach, dtype=np.float32)
+    out.flags.writeable = False
+    return out
+
+
 def make_qx_quants(x: F32, nmax: int) -> tuple[F32, npt.NDArray[np.int8]]:
     """ggml ``make_qx_quants(16, nmax, x, L, rmse_type=1, NULL)`` for every column of ``x``.
 
@@ -153,22 +162,27 @@ def make_qx_quants(x: F32, nmax: int) -> tuple[F32, npt.NDArray[np.int8]]:
     sumlx, suml2 = _weighted_sums(wx, w, _levels(x, first_iscale, nmax, lev, nmax))
     scale = np.where(suml2 != 0, sumlx / suml2, _ZERO)
     best = scale * sumlx
-    # Only the best gain is selected per candidate; the last winner's iscale and scale are
-    # picked once after the search (np.where costs ~4 ns per element on random masks).
-    wins: list[tuple[F32, ...]] = []
-    takes: list[npt.NDArray[np.bool_]] = []
-    for step in _QX_STEPS:
-        reach = fnmax + np.float32(0.1) * np.float32(step)
-        iscale = -reach / safe_max
-        sumlx, suml2 = _weighted_sums(wx, w, _levels(x, iscale, nmax, lev, float(reach)))
-        better = (suml2 > 0) & (sumlx * sumlx > best * suml2)
+    # Only the best gain is selected per candidate. Each candidate's scale and win mask go into
+    # preallocated rows; the last winner per column is picked once after the search (np.where
+    # costs ~4 ns per element on random masks), and its iscale recomputed from its reach.
+    reach = _reaches(nmax)
+    cand_scales = np.empty((reach.shape[0], x.shape[1]), dtype=np.float32)
+    taken = np.zeros(cand_scales.shape, dtype=np.bool_)
+    for k, step_reach in enumerate(reach):
+        iscale = -step_reach / safe_max
+        sumlx, suml2 = _weighted_sums(wx, w, _levels(x, iscale, nmax, lev, float(step_reach)))
+        better = np.greater(sumlx * sumlx, best * suml2, out=taken[k])
+        better &= suml2 > 0
         if not better.any():
             continue
-        cand_scale = sumlx / suml2
+        cand_scale = np.divide(sumlx, suml2, out=cand_scales[k])
         best = np.where(better, cand_scale * sumlx, best)
-        wins.append((iscale, cand_scale))
-        takes.append(better)
-    best_iscale, scale = last_winner(wins, takes, (first_iscale, scale))
+    ranks = np.arange(1, reach.shape[0] + 1, dtype=np.uint8)[:, None]
+    score = np.maximum.reduce(taken.view(np.uint8) * ranks, axis=0)  # last win + 1, 0 if none
+    won = score > 0
+    last = score.astype(np.intp) - 1  # -1 where nothing won: a valid index, masked by won
+    best_iscale = np.where(won, -reach[last] / safe_max, first_iscale)
+    scale = np.where(won, cand_scales[last, np.arange(x.shape[1])], scale)
     levels = _exact_levels(x, best_iscale, nmax).astype(np.int8) + np.int8(nmax)
     levels[:, zero] = 0
     return np.where(zero, np.float32(0), scale), levels
