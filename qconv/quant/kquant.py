@@ -3,7 +3,7 @@
 Mirrors ggml-quants.c ``make_qkx2_quants`` and ``get_scale_min_k4`` (and its inverse, written inline
 in ``quantize_row_q4_K_ref`` / ``_q5_K_ref``). Q4_K, Q5_K and Q2_K import from here; the Q3_K/Q6_K
 kernels may import the generic helpers too. These public names are stable: ``make_qkx2_quants``,
-``round_levels``, ``requantize`` and ``last_winner`` (element-major arrays, below),
+``round_levels``, ``requantize``, ``last_winner`` and ``last_taken`` (element-major arrays, below),
 ``quantize_k4_superblocks``, ``pack_scale_min_k4`` / ``unpack_scale_min_k4``, ``k4_scales_f32``,
 ``fp16_bits`` / ``fp16_to_f32``, ``u16_bytes``, ``max_positive``, ``wrap_u8``,
 ``quantize_in_chunks``, ``small_ufunc_buffers`` and ``sum_products``.
@@ -212,19 +212,26 @@ def _factors(nmax: int, rmin: float, rdelta: float, nstep: int) -> list[np.float
     ]
 
 
+def last_taken(taken: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.intp]]:
+    """Per column of ``taken`` (candidates, columns): whether any row won, and the last that did.
+
+    Where nothing won the index is -1, a valid row to gather from, for the caller to mask with the
+    first result. Row k scores k + 1 where it won and a max-reduce finds the last win (np.argmax
+    along axis 0 measured ~10x slower).
+    """
+    ranks = np.arange(1, taken.shape[0] + 1, dtype=np.min_scalar_type(taken.shape[0]))[:, None]
+    score = np.maximum.reduce(taken.view(np.uint8) * ranks, axis=0)
+    return score > 0, score.astype(np.intp) - 1
+
+
 def last_winner(
     wins: list[tuple[F32, ...]], takes: list[npt.NDArray[np.bool_]], start: tuple[F32, ...]
 ) -> tuple[F32, ...]:
     """Per column, the values recorded at the last candidate that won there, else ``start``."""
     if not wins:
         return start
-    # Row k of ``taken`` scores k + 1 where it won; the largest score is the last win (0: none).
-    # A uint8 max-reduce: np.argmax along axis 0 measured ~10x slower.
-    ranks = np.arange(1, len(takes) + 1, dtype=np.int16)[:, None]  # ~20 candidates at most
-    score = np.maximum.reduce(np.stack(takes) * ranks, axis=0)
-    won = score > 0
-    last = score.astype(np.intp) - 1  # -1 where nothing won: a valid index, masked by won
-    cols = np.arange(score.shape[0])
+    won, last = last_taken(np.stack(takes))
+    cols = np.arange(last.shape[0])
     return tuple(
         np.where(won, np.stack(values)[last, cols], first)
         for values, first in zip(zip(*wins, strict=True), start, strict=True)
@@ -264,21 +271,30 @@ def make_qkx2_quants(
         levels = _levels(x, mn, iscale, extremes, nmax, t)
         best = _weighted_error(x, w, levels, scale, mn, use_mad, prod)
         start = (iscale, mn, scale)
-        wins: list[tuple[F32, ...]] = []
-        takes: list[npt.NDArray[np.bool_]] = []
-        for factor in _factors(nmax, rmin, rdelta, nstep):
-            cand_iscale = np.divide(factor, np.add(np.subtract(xmax, mn), flat_inf))
+        factors = _factors(nmax, rmin, rdelta, nstep)
+        # Rows per candidate: its iscale, the min it started from and its scale, kept for the
+        # columns where it is the last winner (picked once below); ``taken``: where it won.
+        rows = np.empty((3, len(factors), x.shape[1]), dtype=np.float32)
+        taken = np.zeros(rows.shape[1:], dtype=np.bool_)
+        for k, factor in enumerate(factors):
+            span = np.add(np.subtract(xmax, mn), flat_inf)
+            cand_iscale = np.divide(factor, span, out=rows[0, k])
             levels = _levels(x, mn, cand_iscale, extremes, nmax, t)
             det, fitted = sums.fit(x, w, levels)
             err = _weighted_error(x, w, levels, fitted[0], fitted[1], use_mad, prod)
-            take = np.greater(det, 0) & np.less(err, best)
+            take = np.greater(det, 0, out=taken[k])
+            take &= np.less(err, best)
             if not take.any():
                 continue
-            wins.append((cand_iscale, mn, fitted[0]))
-            takes.append(take)
+            rows[1, k] = mn
+            rows[2, k] = fitted[0]
             best = np.where(take, err, best)
-            mn = np.where(take, fitted[1], mn)  # a new array: wins keeps the old one
-        best_iscale, best_shift, scale = last_winner(wins, takes, start)
+            mn = np.where(take, fitted[1], mn)
+        won, last = last_taken(taken)
+        picked = rows[:, last, np.arange(x.shape[1])]
+        best_iscale, best_shift, scale = (
+            np.where(won, value, first) for value, first in zip(picked, start, strict=True)
+        )
         levels = _levels(x, best_shift, best_iscale, extremes, nmax, t)
     scale = np.where(flat, _ZERO, scale).astype(np.float32)
     return levels, scale, (-mn).astype(np.float32)

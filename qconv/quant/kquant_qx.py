@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from qconv.quant.kquant import small_ufunc_buffers, sum_products
+from qconv.quant.kquant import last_taken, small_ufunc_buffers, sum_products
 from qconv.quant.rounding import nearest_int
 
 F32 = npt.NDArray[np.float32]
@@ -176,10 +176,7 @@ def make_qx_quants(x: F32, nmax: int) -> tuple[F32, npt.NDArray[np.int8]]:
             continue
         cand_scale = np.divide(sumlx, suml2, out=cand_scales[k])
         best = np.where(better, cand_scale * sumlx, best)
-    ranks = np.arange(1, reach.shape[0] + 1, dtype=np.uint8)[:, None]
-    score = np.maximum.reduce(taken.view(np.uint8) * ranks, axis=0)  # last win + 1, 0 if none
-    won = score > 0
-    last = score.astype(np.intp) - 1  # -1 where nothing won: a valid index, masked by won
+    won, last = last_taken(taken)
     best_iscale = np.where(won, -reach[last] / safe_max, first_iscale)
     scale = np.where(won, cand_scales[last, np.arange(x.shape[1])], scale)
     levels = _exact_levels(x, best_iscale, nmax).astype(np.int8) + np.int8(nmax)
