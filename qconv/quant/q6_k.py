@@ -63,9 +63,9 @@ def _quantize_chunk(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
     ).astype(np.int8)
     dg = (d.astype(np.float32)[:, None] * q_scales.astype(np.float32)).reshape(-1)
     nonzero = dg != 0  # C keeps make_qx_quants' levels where the group scale is 0
-    requant = nearest_int(np.divide(x, np.where(nonzero, dg, 1), dtype=np.float32))
-    requant = np.clip(requant, -_NMAX, _NMAX - 1).astype(np.int8) + np.int8(_NMAX)
-    levels = np.where(nonzero, requant, levels)
+    requant = _round_levels(np.divide(x, np.where(nonzero, dg, 1), dtype=np.float32))
+    # A broadcast np.where on int8 costs ~3 ns per element; nearly every chunk has no 0 scale.
+    levels = requant if nonzero.all() else np.where(nonzero, requant, levels)
     packed = np.concatenate(
         [
             *_pack_levels(block_major(levels, n_blocks)),
@@ -77,6 +77,20 @@ def _quantize_chunk(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
     packed[empty] = 0
     assert packed.shape[1] == TYPE_SIZE
     return packed
+
+
+def _round_levels(v: npt.NDArray[np.float32]) -> npt.NDArray[np.int8]:
+    """``nmax + MAX(-nmax, MIN(nmax-1, nearest_int(v)))`` as int8; ``v`` is used as scratch.
+
+    np.rint equals nearest_int below 2**22 in magnitude, which the whole-array extremes check
+    (NaN fails it); otherwise the exact emulation runs. About 0.4x the cost of always emulating.
+    """
+    bound = np.float32(2**22)
+    if -bound < np.minimum.reduce(v, axis=None) and np.maximum.reduce(v, axis=None) < bound:
+        np.rint(v, out=v)
+        np.clip(v, -_NMAX, _NMAX - 1, out=v)
+        return (v + np.float32(_NMAX)).astype(np.int8)
+    return np.clip(nearest_int(v), -_NMAX, _NMAX - 1).astype(np.int8) + np.int8(_NMAX)
 
 
 def _pack_levels(
