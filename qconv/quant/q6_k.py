@@ -61,14 +61,17 @@ def _quantize_chunk(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
     q_scales = np.minimum(
         nearest_int(np.multiply(iscale[:, None], scales, dtype=np.float32)), 127
     ).astype(np.int8)
-    dg = (d.astype(np.float32)[:, None] * q_scales.astype(np.float32)).reshape(-1)
+    dg = (d.astype(np.float32)[:, None] * q_scales.astype(np.float32))[:, :, None]
     nonzero = dg != 0  # C keeps make_qx_quants' levels where the group scale is 0
-    requant = _round_levels(np.divide(x, np.where(nonzero, dg, 1), dtype=np.float32))
-    # A broadcast np.where on int8 costs ~3 ns per element; nearly every chunk has no 0 scale.
-    levels = requant if nonzero.all() else np.where(nonzero, requant, levels)
+    # Requantized in the blocks' own layout, which saves transposing int8 levels back.
+    grouped = blocks.reshape(n_blocks, _N_GROUPS, 16)
+    requant = _round_levels(np.divide(grouped, np.where(nonzero, dg, 1), dtype=np.float32))
+    if not nonzero.all():  # a broadcast np.where on int8 costs ~3 ns per element: rarely run
+        searched = block_major(levels, n_blocks).view(np.int8).reshape(grouped.shape)
+        requant = np.where(nonzero, requant, searched)
     packed = np.concatenate(
         [
-            *_pack_levels(block_major(levels, n_blocks)),
+            *_pack_levels(requant.reshape(n_blocks, BLOCK_SIZE).view(np.uint8)),
             q_scales.view(np.uint8),
             d.reshape(-1, 1).view(np.uint8),
         ],
