@@ -3,10 +3,11 @@
 Mirrors ggml-quants.c ``make_qkx2_quants`` and ``get_scale_min_k4`` (and its inverse, written inline
 in ``quantize_row_q4_K_ref`` / ``_q5_K_ref``). Q4_K, Q5_K and Q2_K import from here; the Q3_K/Q6_K
 kernels may import the generic helpers too. These public names are stable: ``make_qkx2_quants``,
-``round_levels``, ``requantize``, ``last_winner`` and ``last_taken`` (element-major arrays, below),
-``quantize_k4_superblocks``, ``pack_scale_min_k4`` / ``unpack_scale_min_k4``, ``k4_scales_f32``,
-``fp16_bits`` / ``fp16_to_f32``, ``u16_bytes``, ``max_positive``, ``wrap_u8``,
-``quantize_in_chunks``, ``small_ufunc_buffers`` and ``sum_products``.
+``round_levels``, ``requantize`` / ``requantize_blocks``, ``last_winner`` and ``last_taken``
+(element-major arrays, below), ``quantize_k4_superblocks``, ``pack_scale_min_k4`` /
+``unpack_scale_min_k4``, ``k4_scales_f32``, ``fp16_bits`` / ``fp16_to_f32``, ``u16_bytes``,
+``max_positive``, ``wrap_u8``, ``quantize_in_chunks``, ``small_ufunc_buffers`` and
+``sum_products``.
 
 Layout: the search runs on *element-major* arrays ``(n, n_sub)``, element index first and one column
 per sub-block. A C loop ``s += f(x[i])`` then becomes ``np.add.reduce(..., axis=0)``, which NumPy
@@ -359,9 +360,9 @@ def quantize_k4_superblocks(blocks: F32, nmax: int, rmin: float, nstep: int) -> 
     packed = pack_scale_min_k4(ls.astype(np.uint8), lm.astype(np.uint8))
     dj = (fp16_to_f32(d_bits)[:, None] * ls.astype(np.float32)).reshape(-1)
     dm = (fp16_to_f32(dmin_bits)[:, None] * lm.astype(np.float32)).reshape(-1)
-    levels = requantize(x, levels, dj, dm, nmax)
+    levels_u8 = requantize_blocks(x, levels, dj, dm, nmax, blocks.reshape(-1, 32))
     head: U8 = np.concatenate([u16_bytes(d_bits), u16_bytes(dmin_bits), packed], axis=1)
-    return head, levels.T.astype(np.uint8).reshape(n_blocks, 256)
+    return head, levels_u8.reshape(n_blocks, 256)
 
 
 def requantize(x: F32, levels: F32, dj: F32, dm: F32, nmax: int) -> F32:
@@ -379,6 +380,26 @@ def requantize(x: F32, levels: F32, dj: F32, dm: F32, nmax: int) -> F32:
         hi = (np.maximum.reduce(x, axis=0) + dm) / safe_dj
         fresh = round_levels(v, nmax, lo, hi)
     return np.where(keep, levels, fresh)
+
+
+def requantize_blocks(x: F32, levels: F32, dj: F32, dm: F32, nmax: int, groups: F32) -> U8:
+    """:func:`requantize`, returned as uint8 in the blocks' own layout (one row per sub-block).
+
+    ``groups`` holds the same values as ``x`` laid out block-major, ``(n_sub, n)``: dividing there
+    gives the levels in output order, where transposing them back costs ~14x a contiguous cast.
+    The per-column bounds still come from the element-major ``x`` (fast reductions).
+    """
+    keep = dj == 0
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        safe_dj = np.where(keep, np.float32(1.0), dj)
+        v = np.add(groups, dm[:, None])
+        np.divide(v, safe_dj[:, None], out=v)
+        lo = (np.minimum.reduce(x, axis=0) + dm) / safe_dj
+        hi = (np.maximum.reduce(x, axis=0) + dm) / safe_dj
+        fresh = round_levels(v, nmax, lo, hi)
+    if keep.any():
+        fresh = np.where(keep[:, None], levels.T, fresh)
+    return fresh.astype(np.uint8)
 
 
 def k4_scales_f32(data: U8) -> tuple[F32, F32]:
