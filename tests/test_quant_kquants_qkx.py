@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from quant_cases import make_cases
 
+from qconv.errors import QuantizationError
 from qconv.format import QUANT_SIZES, GGMLType
 from qconv.quant import dequantize, kquant, q2_k, q4_k, q5_k, quantize
 
@@ -190,3 +191,21 @@ def test_k_quant_accuracy_orders_by_bits_and_beats_q4_0_on_gaussian_data():
     rmse_q4_0 = float(np.sqrt(np.mean((q4_0 - rows) ** 2)))
     rmse = {t: _rmse(rows, t) for t in TYPES}
     assert rmse[GGMLType.Q5_K] < rmse[GGMLType.Q4_K] < rmse_q4_0 < rmse[GGMLType.Q2_K]
+
+
+@pytest.mark.parametrize("position", [0, 17, 255])
+@pytest.mark.parametrize("qtype", TYPES, ids=IDS)
+def test_nan_input_is_refused_not_silently_mis_quantized(qtype, position):
+    blocks = np.random.default_rng(3).standard_normal((3, 256)).astype(np.float32)
+    blocks[1, position] = np.nan
+    with pytest.raises(QuantizationError, match="NaN"):
+        MODULES[qtype].quantize_blocks(blocks)
+
+
+@pytest.mark.parametrize("qtype", [*TYPES, GGMLType.Q6_K, GGMLType.Q3_K], ids=lambda t: t.name)
+def test_plain_ufunc_sums_give_the_same_bytes_as_einsum(qtype, inputs, monkeypatch):
+    """The fallback taken when a NumPy build's einsum fuses or reorders must be exact too."""
+    rows = inputs["adversarial"]
+    with_einsum = quantize(rows, qtype)
+    monkeypatch.setattr(kquant, "_SEQUENTIAL_EINSUM", False)
+    assert np.array_equal(quantize(rows, qtype), with_einsum)

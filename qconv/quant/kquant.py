@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import numpy.typing as npt
 
+from qconv.errors import QuantizationError
 from qconv.quant.rounding import nearest_int
 
 F32 = npt.NDArray[np.float32]
@@ -439,11 +440,22 @@ def quantize_in_chunks(
 
     Chunking is the main speed knob of these kernels: big enough to amortize NumPy's per-call cost,
     small enough that the search's working arrays stay in cache.
+
+    Raises:
+        QuantizationError: a block holds NaN. C's running min/max compare with a strict < or >,
+            which skips a NaN unless it comes first, and the float-to-int conversions of NaN are
+            undefined: no NumPy kernel can promise ggml's bytes for it, so it is refused, as the
+            legacy kernels do. (±inf and subnormal blocks are fine: their C handling is mirrored.)
     """
     blocks = np.ascontiguousarray(blocks, dtype=np.float32)
     out = np.empty((blocks.shape[0], type_size), dtype=np.uint8)
-    # Huge or subnormal blocks overflow to inf/NaN exactly where C does; C's handling is mirrored.
     with np.errstate(all="ignore"), small_ufunc_buffers():
         for start in range(0, blocks.shape[0], chunk):
-            out[start : start + chunk] = quantize_chunk(blocks[start : start + chunk])
+            part = blocks[start : start + chunk]
+            if np.isnan(part).any():
+                raise QuantizationError(
+                    "cannot quantize NaN values: ggml's output for NaN is undefined, so clean the "
+                    "tensor or keep it as F16/F32"
+                )
+            out[start : start + chunk] = quantize_chunk(part)
     return out
