@@ -114,25 +114,18 @@ def checkpoint(shape: LlamaShape, name: str) -> Path:
     return directory
 
 
-def qconv_run(model: Path, target: str, label: str) -> Run:
+def fastest(runs: list[Run]) -> Run:
+    """The run with the least wall time: on a shared machine, noise only ever adds time."""
+    return min(runs, key=lambda run: run.seconds)
+
+
+def qconv_run(model: Path, target: str, label: str, repeat: int) -> Run:
     out = REPO / "bench-out" / f"{model.name}-{target}.gguf"
-    cmd = [
-        sys.executable,
-        "-m",
-        "qconv",
-        "convert",
-        str(model),
-        "-t",
-        target,
-        "-o",
-        str(out),
-        "-f",
-        "-q",
-    ]
-    return measure(label, cmd, out)
+    cmd = [sys.executable, "-m", "qconv", "convert", str(model), "-t", target, "-o", str(out)]
+    return fastest([measure(label, [*cmd, "-f", "-q"], out) for _ in range(repeat)])
 
 
-def llama_cpp_two_step(model: Path, target: str) -> list[Run] | None:
+def llama_cpp_two_step(model: Path, target: str, repeat: int) -> list[Run] | None:
     """convert_hf_to_gguf.py --outtype bf16 then llama-quantize, if both are in the cache."""
     roots = sorted(CACHE.glob("llama-cpp-python-*/"))
     venv_python = CACHE / "convert-venv" / "bin" / "python"
@@ -149,27 +142,37 @@ def llama_cpp_two_step(model: Path, target: str) -> list[Run] | None:
     # list; the golden script's wrapper names it (llama-bpe) and otherwise runs the converter as is.
     from make_arch_goldens import CONVERT_WRAPPER
 
-    step1 = measure(
-        "llama.cpp convert_hf_to_gguf --outtype bf16",
+    step1 = fastest(
         [
-            str(venv_python),
-            "-c",
-            CONVERT_WRAPPER,
-            str(script.parent),
-            "llama-bpe",
-            str(model),
-            "--outtype",
-            "bf16",
-            "--outfile",
-            str(bf16),
-        ],
-        bf16,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "NO_LOCAL_GGUF": "1"},
+            measure(
+                "llama.cpp convert_hf_to_gguf --outtype bf16",
+                [
+                    str(venv_python),
+                    "-c",
+                    CONVERT_WRAPPER,
+                    str(script.parent),
+                    "llama-bpe",
+                    str(model),
+                    "--outtype",
+                    "bf16",
+                    "--outfile",
+                    str(bf16),
+                ],
+                bf16,
+                env={**os.environ, "HF_HUB_OFFLINE": "1", "NO_LOCAL_GGUF": "1"},
+            )
+            for _ in range(repeat)
+        ]
     )
-    step2 = measure(
-        f"llama.cpp llama-quantize {target.upper()}",
-        [str(quantize), str(bf16), str(final), target.upper(), str(os.cpu_count() or 2)],
-        final,
+    step2 = fastest(
+        [
+            measure(
+                f"llama.cpp llama-quantize {target.upper()}",
+                [str(quantize), str(bf16), str(final), target.upper(), str(os.cpu_count() or 2)],
+                final,
+            )
+            for _ in range(repeat)
+        ]
     )
     return [step1, step2]
 
@@ -190,6 +193,7 @@ def table(runs: list[Run], input_mb: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--types", default="q8_0,q4_0,q4_k_m", help="comma-separated --type values")
+    parser.add_argument("--repeat", type=int, default=2, help="runs per conversion; fastest kept")
     parser.add_argument("--skip-kernels", action="store_true")
     parser.add_argument("--skip-llama-cpp", action="store_true")
     args = parser.parse_args()
@@ -205,15 +209,16 @@ def main() -> None:
     half_mb = (half / "model.safetensors").stat().st_size / 1e6
     print(f"checkpoint: {BENCH_SHAPE.n_params / 1e6:.0f}M parameters, {input_mb:.0f} MB BF16\n")
 
-    runs = [qconv_run(big, t, f"qconv {t}") for t in targets]
+    print(f"each conversion run {args.repeat}× and the fastest kept\n")
+    runs = [qconv_run(big, t, f"qconv {t}", args.repeat) for t in targets]
     print(table(runs, input_mb))
-    half_runs = [qconv_run(half, t, f"qconv {t} (half the layers)") for t in targets]
+    half_runs = [qconv_run(half, t, f"qconv {t} (half the layers)", args.repeat) for t in targets]
     print("\nMemory as the model grows (same types, half the layers):\n")
     print(table(half_runs, half_mb))
 
     if not args.skip_llama_cpp:
         for target in (t for t in targets if "_k" in t):
-            steps = llama_cpp_two_step(big, target)
+            steps = llama_cpp_two_step(big, target, args.repeat)
             if steps is None:
                 print(f"\nllama.cpp two-step for {target}: tools not built (make interop); skipped")
             else:

@@ -26,10 +26,13 @@ Clock = Callable[[], float]
 
 
 def available_types() -> list[GGMLType]:
-    """The types qconv can quantize whose kernel module imports cleanly, in registry order."""
+    """The types qconv can quantize whose kernel module imports cleanly, in registry order.
+
+    F32 is left out: its "quantizer" is a reinterpretation of the input, not a kernel.
+    """
     found = []
     for qtype, (module_name, _) in quant.KERNEL_MODULES.items():
-        if not quant.can_quantize(qtype):
+        if qtype == GGMLType.F32 or not quant.can_quantize(qtype):
             continue
         try:
             importlib.import_module(module_name)
