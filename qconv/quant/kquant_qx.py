@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -184,104 +183,126 @@ def make_qx_quants(x: F32, nmax: int) -> tuple[F32, npt.NDArray[np.int8]]:
     return np.where(zero, np.float32(0), scale), levels
 
 
+_SAFE = np.float32(4194304.0)  # 2**22: below it np.rint is exactly nearest_int
+
+
 @dataclass(frozen=True, slots=True)
 class _Q3Groups:
-    """make_q3_quants' per-group state, element-major; the arrays are updated in place.
+    """make_q3_quants' state for the groups still refining, element-major, updated in place.
 
-    ``a = (w*x)*L`` and ``b = (w*L)*L`` cache each element's terms of ``sumlx`` and ``suml2``, so
-    a refinement step costs two subtractions instead of recomputing them.
+    ``terms`` stacks (x, w, w*x, a, b, L) as ``(6, 16, n)`` so one take compacts them all; ``a =
+    (w*x)*L`` and ``b = (w*L)*L`` cache each element's terms of ``sumlx`` and ``suml2``. ``cursor``
+    is the next position C tests in pass number ``passes``; ``changed`` says whether that pass
+    accepted a level yet. ``columns`` maps each group back to its column in the input.
     """
 
-    x: F32
-    w: F32
-    wx: F32
-    a: F32
-    b: F32
-    levels: npt.NDArray[np.int32]
+    terms: F32
     sumlx: F32
     suml2: F32
+    cursor: npt.NDArray[np.intp]
+    passes: npt.NDArray[np.intp]
+    changed: npt.NDArray[np.bool_]
+    columns: npt.NDArray[np.intp]
 
-    def take(self, columns: npt.NDArray[np.intp]) -> _Q3Groups:
-        return _Q3Groups(*(np.ascontiguousarray(v[..., columns]) for v in self._arrays()))
-
-    def put(self, columns: npt.NDArray[np.intp], part: _Q3Groups) -> None:
-        """Write back what a pass can change (x, w and wx are read-only)."""
-        for mine, theirs in zip(self._arrays()[3:], part._arrays()[3:], strict=True):
-            mine[..., columns] = theirs
-
-    def _arrays(self) -> tuple[npt.NDArray[Any], ...]:
-        return (self.x, self.w, self.wx, self.a, self.b, self.levels, self.sumlx, self.suml2)
+    def keep(self, kept: npt.NDArray[np.intp]) -> _Q3Groups:
+        """The state of groups ``kept`` only."""
+        return _Q3Groups(
+            np.take(self.terms, kept, axis=2),
+            *(getattr(self, name)[kept] for name in self.__slots__[1:]),
+        )
 
 
 def make_q3_quants(x: F32, nmax: int) -> tuple[F32, npt.NDArray[np.int8]]:
     """ggml ``make_q3_quants(16, nmax, x, L, do_rmse=true)`` for every column of ``x``.
 
-    The refinement is sequential inside a group (changing L[i] changes the sums the test for i+1
-    uses), so the loop runs over element positions while each step is vectorized over all groups.
-    C stops a group after a pass without changes, and so do we: each pass after the first runs
-    only on the groups the previous pass changed (usually a fifth of them, then a twentieth).
+    The refinement is sequential inside a group (accepting L[i] changes the sums the test for i+1
+    uses), but acceptances are rare: a group changes about twice in all its passes. So each round
+    evaluates all 16 positions of every refining group at once from its current sums, which is
+    exactly what C computes up to the first position it would accept; that first acceptance (from
+    the group's cursor on, else in its next pass) is applied and the rest recomputed next round.
+    A group leaves when C would stop: after a pass without changes, or after 5 passes.
     """
     amax, signed = first_absmax(x)
     zero, safe_max = _safe_max(amax, signed)
-    w = x * x
-    wx = w * x
-    lev = _exact_levels(x, -np.float32(nmax) / safe_max, nmax)
-    a = wx * lev
-    b = (w * lev) * lev
-    groups = _Q3Groups(
-        x, w, wx, a, b, lev.astype(np.int32), np.add.reduce(a, axis=0), np.add.reduce(b, axis=0)
-    )
-    active = _refine_pass(groups, nmax).nonzero()[0]
-    for _ in range(_Q3_PASSES - 1):
-        if not active.size:
-            break
-        part = groups.take(active)
-        changed = _refine_pass(part, nmax)
-        groups.put(active, part)
-        active = active[changed]
-    sumlx, suml2 = groups.sumlx, groups.suml2
+    terms = np.empty((6, *x.shape), dtype=np.float32)
+    terms[0] = x
+    w = np.multiply(x, x, out=terms[1])
+    wx = np.multiply(w, x, out=terms[2])
+    levels = _exact_levels(x, -np.float32(nmax) / safe_max, nmax)
+    terms[5] = levels
+    a = np.multiply(wx, levels, out=terms[3])
+    b = np.multiply(np.multiply(w, levels, out=terms[4]), levels, out=terms[4])
+    sumlx, suml2 = np.add.reduce(a, axis=0), np.add.reduce(b, axis=0)  # in order, as C
+    n = x.shape[1]
+    g = _Q3Groups(
+        terms, sumlx.copy(), suml2.copy(), np.zeros(n, dtype=np.intp), np.zeros(n, dtype=np.intp),
+        np.zeros(n, dtype=np.bool_), np.arange(n),
+    )  # fmt: skip
+    if zero.any():  # all-zero groups keep L = 0 and skip the search, as in C
+        g = g.keep((~zero).nonzero()[0])
+    final = None
+    while g.columns.size:
+        g = _refine_round(g, nmax, final)
+        final = levels, sumlx, suml2
     scale = np.where(suml2 > 0, sumlx / suml2, np.float32(0))
-    levels = groups.levels.astype(np.int8) + np.int8(nmax)
-    levels[:, zero] = 0
-    return np.where(zero, np.float32(0), scale), levels
+    out = levels.astype(np.int8) + np.int8(nmax)
+    out[:, zero] = 0
+    return np.where(zero, np.float32(0), scale), out
 
 
-def _refine_pass(g: _Q3Groups, nmax: int) -> npt.NDArray[np.bool_]:
-    """One make_q3_quants pass over i = 0..15, in place; returns which groups changed."""
-    changed = np.zeros(g.x.shape[1], dtype=np.bool_)
-    # Constant arrays: np.clip and scalar bounds measured 2-3x slower than this in the hot loop.
-    lo = np.full(g.x.shape[1], -nmax, dtype=np.int32)
-    hi = np.full(g.x.shape[1], nmax - 1, dtype=np.int32)
-    for i in range(g.x.shape[0]):
-        slx = g.sumlx - g.a[i]
-        sl2 = g.suml2 - g.b[i]
-        # Exact nearest_int: slx may be tiny, so the quotient can leave rint's exact range.
-        new = nearest_int(np.divide(g.x[i] * sl2, slx, dtype=np.float32))
-        np.minimum(np.maximum(new, lo, out=new), hi, out=new)
-        # Only lanes proposing a different level need the acceptance test; they are few.
-        lanes = ((slx > 0) & (new != g.levels[i])).nonzero()[0]
-        if lanes.size:
-            changed[_try_levels(g, i, lanes, new[lanes], slx[lanes], sl2[lanes])] = True
-    return changed
+def _next_levels(q: F32, nmax: int) -> F32:
+    """``clamp(nearest_int(q), -nmax, nmax-1)`` as float32, in place when it can.
+
+    q = x*sl2/slx may be huge (slx tiny, or 0 where the level is not tried), outside rint's exact
+    range: then the exact nearest_int emulation runs instead (~5x slower).
+    """
+    if np.max(q) < _SAFE and np.min(q) > -_SAFE:  # False for any NaN
+        return np.clip(np.rint(q, out=q), -nmax, nmax - 1, out=q)
+    return np.clip(nearest_int(q), -nmax, nmax - 1).astype(np.float32)
 
 
-def _try_levels(
-    g: _Q3Groups,
-    i: int,
-    lanes: npt.NDArray[np.intp],
-    new: npt.NDArray[np.int32],
-    slx: F32,
-    sl2: F32,
-) -> npt.NDArray[np.intp]:
-    """Accept ``new`` for element ``i`` of the groups ``lanes`` where C would; returns those."""
-    level = new.astype(np.float32)
-    a = g.wx[i, lanes] * level
-    b = (g.w[i, lanes] * level) * level
-    slx += a
-    sl2 += b
-    sumlx, suml2 = g.sumlx[lanes], g.suml2[lanes]
+def _refine_round(g: _Q3Groups, nmax: int, final: tuple[F32, F32, F32] | None) -> _Q3Groups:
+    """Apply each group's next accepted level; returns the groups that may change again.
+
+    Groups that are done write (L, sumlx, suml2) into ``final``; ``None`` in the first round,
+    where a group is only done if it never changed, so the initial values stand.
+    """
+    x, w, wx, a, b, levels = g.terms
+    n = g.columns.size
+    # Few big temporaries: each fresh megabyte costs page faults comparable to the arithmetic.
+    slx = np.subtract(g.sumlx, a)
+    new = np.subtract(g.suml2, b)
+    np.divide(np.multiply(x, new, out=new), slx, out=new)
+    new = _next_levels(new, nmax)
+    tried = np.greater(slx, 0)
+    tried &= new != levels
+    at = np.flatnonzero(tried)
+    pos, group = np.divmod(at, n)
+    level = new.ravel()[at]
+    wx_at, w_at = wx.ravel()[at], w.ravel()[at]
+    sumlx, suml2 = g.sumlx[group], g.suml2[group]
+    slx = (sumlx - a.ravel()[at]) + wx_at * level  # as C: slx - w*x*L + w*x*new_l
+    sl2 = (suml2 - b.ravel()[at]) + (w_at * level) * level
     ok = (sl2 > 0) & ((slx * slx) * suml2 > (sumlx * sumlx) * sl2)
-    won = lanes[ok]
-    g.levels[i, won], g.a[i, won], g.b[i, won] = new[ok], a[ok], b[ok]
-    g.sumlx[won], g.suml2[won] = slx[ok], sl2[ok]
-    return won
+    # Positions before the cursor belong to the group's next pass, which C only runs after a
+    # pass with changes and at most 5 times; per group the first acceptance in that order wins.
+    later = pos < g.cursor[group]
+    ok &= ~later | (g.changed & (g.passes < _Q3_PASSES - 1))[group]
+    order = np.where(ok, pos + 16 * later, 99)
+    first = np.full(n, 99, dtype=np.intp)
+    np.minimum.at(first, group, order)
+    won = np.flatnonzero((order == first[group]) & ok)
+    group, at, level = group[won], at[won], level[won]
+    levels.ravel()[at] = level
+    a.ravel()[at] = wx_at[won] * level
+    b.ravel()[at] = (w_at[won] * level) * level
+    g.sumlx[group], g.suml2[group] = slx[won], sl2[won]
+    g.passes[group] += later[won]
+    g.changed[group] = True
+    g.cursor[group] = pos[won] + 1
+    if final is not None:
+        done = first == 99
+        columns = g.columns[done]
+        final[0][:, columns] = levels[:, done]
+        final[1][columns], final[2][columns] = g.sumlx[done], g.suml2[done]
+    return g.keep(np.flatnonzero(first < 99))
