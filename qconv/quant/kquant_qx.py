@@ -190,13 +190,15 @@ _SAFE = np.float32(4194304.0)  # 2**22: below it np.rint is exactly nearest_int
 class _Q3Groups:
     """make_q3_quants' state for the groups still refining, element-major, updated in place.
 
-    ``terms`` stacks (x, w, w*x, a, b, L) as ``(6, 16, n)`` so one take compacts them all; ``a =
-    (w*x)*L`` and ``b = (w*L)*L`` cache each element's terms of ``sumlx`` and ``suml2``. ``cursor``
+    Only x and the levels L are kept per element: w = x*x and C's per-element terms of the sums,
+    ``a = (w*x)*L`` and ``b = (w*L)*L``, are recomputed each round (the same float32 operations
+    give the same values), which is cheaper than allocating, filling and compacting them. ``cursor``
     is the next position C tests in pass number ``passes``; ``changed`` says whether that pass
     accepted a level yet. ``columns`` maps each group back to its column in the input.
     """
 
-    terms: F32
+    x: F32
+    levels: F32
     sumlx: F32
     suml2: F32
     cursor: npt.NDArray[np.intp]
@@ -207,8 +209,9 @@ class _Q3Groups:
     def keep(self, kept: npt.NDArray[np.intp]) -> _Q3Groups:
         """The state of groups ``kept`` only."""
         return _Q3Groups(
-            np.take(self.terms, kept, axis=2),
-            *(getattr(self, name)[kept] for name in self.__slots__[1:]),
+            np.take(self.x, kept, axis=1),
+            np.take(self.levels, kept, axis=1),
+            *(getattr(self, name)[kept] for name in self.__slots__[2:]),
         )
 
 
@@ -224,26 +227,22 @@ def make_q3_quants(x: F32, nmax: int) -> tuple[F32, npt.NDArray[np.int8]]:
     """
     amax, signed = first_absmax(x)
     zero, safe_max = _safe_max(amax, signed)
-    terms = np.empty((6, *x.shape), dtype=np.float32)
-    terms[0] = x
-    w = np.multiply(x, x, out=terms[1])
-    wx = np.multiply(w, x, out=terms[2])
     levels = _exact_levels(x, -np.float32(nmax) / safe_max, nmax)
-    terms[5] = levels
-    a = np.multiply(wx, levels, out=terms[3])
-    b = np.multiply(np.multiply(w, levels, out=terms[4]), levels, out=terms[4])
-    sumlx, suml2 = np.add.reduce(a, axis=0), np.add.reduce(b, axis=0)  # in order, as C
     n = x.shape[1]
+    sumlx, suml2 = np.zeros((2, n), dtype=np.float32)
     g = _Q3Groups(
-        terms, sumlx.copy(), suml2.copy(), np.zeros(n, dtype=np.intp), np.zeros(n, dtype=np.intp),
-        np.zeros(n, dtype=np.bool_), np.arange(n),
+        x, levels, np.empty(n, dtype=np.float32), np.empty(n, dtype=np.float32),
+        np.zeros(n, dtype=np.intp), np.zeros(n, dtype=np.intp), np.zeros(n, dtype=np.bool_),
+        np.arange(n),
     )  # fmt: skip
     if zero.any():  # all-zero groups keep L = 0 and skip the search, as in C
         g = g.keep((~zero).nonzero()[0])
-    final = None
+    # The first round may work on x and levels themselves (no copies): it only changes the levels
+    # of groups that go on, whose final L is written when they are done.
+    first = True
     while g.columns.size:
-        g = _refine_round(g, nmax, final)
-        final = levels, sumlx, suml2
+        g = _refine_round(g, nmax, (levels, sumlx, suml2), first)
+        first = False
     scale = np.where(suml2 > 0, sumlx / suml2, np.float32(0))
     out = levels.astype(np.int8) + np.int8(nmax)
     out[:, zero] = 0
@@ -261,48 +260,53 @@ def _next_levels(q: F32, nmax: int) -> F32:
     return np.clip(nearest_int(q), -nmax, nmax - 1).astype(np.float32)
 
 
-def _refine_round(g: _Q3Groups, nmax: int, final: tuple[F32, F32, F32] | None) -> _Q3Groups:
+def _refine_round(g: _Q3Groups, nmax: int, final: tuple[F32, F32, F32], first: bool) -> _Q3Groups:
     """Apply each group's next accepted level; returns the groups that may change again.
 
-    Groups that are done write (L, sumlx, suml2) into ``final``; ``None`` in the first round,
-    where a group is only done if it never changed, so the initial values stand.
+    Groups that are done write (L, sumlx, suml2) into ``final``; in the ``first`` round, which
+    also sets C's initial sums, their L never changed, so the initial levels there stand.
     """
-    x, w, wx, a, b, levels = g.terms
+    x, levels = g.x, g.levels
     n = g.columns.size
     # Few big temporaries: each fresh megabyte costs page faults comparable to the arithmetic.
-    slx = np.subtract(g.sumlx, a)
-    new = np.subtract(g.suml2, b)
-    np.divide(np.multiply(x, new, out=new), slx, out=new)
-    new = _next_levels(new, nmax)
+    w = np.multiply(x, x)
+    wx = np.multiply(w, x)
+    slx = np.multiply(wx, levels)  # a = (w*x)*L, then sumlx - a in place
+    sl2 = np.multiply(np.multiply(w, levels, out=w), levels, out=w)  # b = (w*L)*L
+    if first:
+        np.add.reduce(slx, axis=0, out=g.sumlx)  # in order, as C
+        np.add.reduce(sl2, axis=0, out=g.suml2)
+    np.subtract(g.sumlx, slx, out=slx)
+    np.subtract(g.suml2, sl2, out=sl2)
+    new = _next_levels(np.divide(np.multiply(x, sl2, out=sl2), slx, out=sl2), nmax)
     tried = np.greater(slx, 0)
     tried &= new != levels
     at = np.flatnonzero(tried)
     pos, group = np.divmod(at, n)
-    level = new.ravel()[at]
-    wx_at, w_at = wx.ravel()[at], w.ravel()[at]
+    level, old, x_at = new.ravel()[at], levels.ravel()[at], x.ravel()[at]
+    w_at = x_at * x_at
+    wx_at = w_at * x_at
     sumlx, suml2 = g.sumlx[group], g.suml2[group]
-    slx = (sumlx - a.ravel()[at]) + wx_at * level  # as C: slx - w*x*L + w*x*new_l
-    sl2 = (suml2 - b.ravel()[at]) + (w_at * level) * level
+    slx = (sumlx - wx_at * old) + wx_at * level  # as C: slx - w*x*L + w*x*new_l
+    sl2 = (suml2 - (w_at * old) * old) + (w_at * level) * level
     ok = (sl2 > 0) & ((slx * slx) * suml2 > (sumlx * sumlx) * sl2)
     # Positions before the cursor belong to the group's next pass, which C only runs after a
     # pass with changes and at most 5 times; per group the first acceptance in that order wins.
     later = pos < g.cursor[group]
     ok &= ~later | (g.changed & (g.passes < _Q3_PASSES - 1))[group]
     order = np.where(ok, pos + 16 * later, 99)
-    first = np.full(n, 99, dtype=np.intp)
-    np.minimum.at(first, group, order)
-    won = np.flatnonzero((order == first[group]) & ok)
-    group, at, level = group[won], at[won], level[won]
-    levels.ravel()[at] = level
-    a.ravel()[at] = wx_at[won] * level
-    b.ravel()[at] = (w_at[won] * level) * level
+    best = np.full(n, 99, dtype=np.intp)
+    np.minimum.at(best, group, order)
+    won = np.flatnonzero((order == best[group]) & ok)
+    group, at = group[won], at[won]
+    levels.ravel()[at] = level[won]
     g.sumlx[group], g.suml2[group] = slx[won], sl2[won]
     g.passes[group] += later[won]
     g.changed[group] = True
     g.cursor[group] = pos[won] + 1
-    if final is not None:
-        done = first == 99
-        columns = g.columns[done]
+    done = best == 99
+    columns = g.columns[done]
+    if not first:
         final[0][:, columns] = levels[:, done]
-        final[1][columns], final[2][columns] = g.sumlx[done], g.suml2[done]
-    return g.keep(np.flatnonzero(first < 99))
+    final[1][columns], final[2][columns] = g.sumlx[done], g.suml2[done]
+    return g.keep(np.flatnonzero(~done))
