@@ -270,8 +270,8 @@ def _refine_round(g: _Q3Groups, nmax: int, final: tuple[F32, F32, F32], first: b
     n = g.columns.size
     # Few big temporaries: each fresh megabyte costs page faults comparable to the arithmetic.
     w = np.multiply(x, x)
-    wx = np.multiply(w, x)
-    slx = np.multiply(wx, levels)  # a = (w*x)*L, then sumlx - a in place
+    slx = np.multiply(w, x)
+    np.multiply(slx, levels, out=slx)  # a = (w*x)*L, then sumlx - a in place
     sl2 = np.multiply(np.multiply(w, levels, out=w), levels, out=w)  # b = (w*L)*L
     if first:
         np.add.reduce(slx, axis=0, out=g.sumlx)  # in order, as C
