@@ -135,6 +135,20 @@ def _exact_levels(x: F32, iscale: F32, nmax: int) -> F32:
     return np.clip(nearest_int(v), -nmax, nmax - 1).astype(np.float32)
 
 
+def round_signed_levels(v: F32, nmax: int) -> npt.NDArray[np.int8]:
+    """``nmax + MAX(-nmax, MIN(nmax-1, nearest_int(v)))`` as int8; ``v`` is used as scratch.
+
+    The requantization step of Q3_K and Q6_K. np.rint equals nearest_int below 2**22 in
+    magnitude, which one whole-array extremes check proves (NaN fails it); otherwise the exact
+    emulation runs. About 0.4x the cost of always emulating.
+    """
+    if np.minimum.reduce(v, axis=None) > -_SAFE and np.maximum.reduce(v, axis=None) < _SAFE:
+        np.rint(v, out=v)
+        np.clip(v, -nmax, nmax - 1, out=v)
+        return (v + np.float32(nmax)).astype(np.int8)
+    return np.clip(nearest_int(v), -nmax, nmax - 1).astype(np.int8) + np.int8(nmax)
+
+
 @functools.lru_cache(maxsize=2)
 def _reaches(nmax: int) -> F32:
     """C's ``nmax + 0.1f*is`` for is = -9..9 without 0, in float32 (iscale = -reach/max)."""

@@ -25,6 +25,7 @@ from qconv.quant.kquant_qx import (
     first_absmax,
     make_qx_quants,
     quantize_in_chunks,
+    round_signed_levels,
 )
 from qconv.quant.rounding import nearest_int
 
@@ -65,7 +66,9 @@ def _quantize_chunk(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
     nonzero = dg != 0  # C keeps make_qx_quants' levels where the group scale is 0
     # Requantized in the blocks' own layout, which saves transposing int8 levels back.
     grouped = blocks.reshape(n_blocks, _N_GROUPS, 16)
-    requant = _round_levels(np.divide(grouped, np.where(nonzero, dg, 1), dtype=np.float32))
+    requant = round_signed_levels(
+        np.divide(grouped, np.where(nonzero, dg, 1), dtype=np.float32), _NMAX
+    )
     if not nonzero.all():  # a broadcast np.where on int8 costs ~3 ns per element: rarely run
         searched = block_major(levels, n_blocks).view(np.int8).reshape(grouped.shape)
         requant = np.where(nonzero, requant, searched)
@@ -80,20 +83,6 @@ def _quantize_chunk(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
     packed[empty] = 0
     assert packed.shape[1] == TYPE_SIZE
     return packed
-
-
-def _round_levels(v: npt.NDArray[np.float32]) -> npt.NDArray[np.int8]:
-    """``nmax + MAX(-nmax, MIN(nmax-1, nearest_int(v)))`` as int8; ``v`` is used as scratch.
-
-    np.rint equals nearest_int below 2**22 in magnitude, which the whole-array extremes check
-    (NaN fails it); otherwise the exact emulation runs. About 0.4x the cost of always emulating.
-    """
-    bound = np.float32(2**22)
-    if -bound < np.minimum.reduce(v, axis=None) and np.maximum.reduce(v, axis=None) < bound:
-        np.rint(v, out=v)
-        np.clip(v, -_NMAX, _NMAX - 1, out=v)
-        return (v + np.float32(_NMAX)).astype(np.int8)
-    return np.clip(nearest_int(v), -_NMAX, _NMAX - 1).astype(np.int8) + np.int8(_NMAX)
 
 
 def _pack_levels(
