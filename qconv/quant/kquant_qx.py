@@ -68,17 +68,30 @@ def first_absmax(x: F32) -> tuple[F32, F32]:
 
     C runs a strict ``>`` over the leading axis from amax = 0, so ties keep the earliest element,
     a NaN never becomes the maximum and a column without any |x| > 0 gives (0, 0). The same result
-    without a per-row loop: amax is the NaN-ignoring maximum (fmax), and the first row holding it
-    is found as the largest of the reversed row ranks ``n - i`` where ``|x| == amax``.
+    without a per-row loop: the NaN-ignoring column maximum and minimum (fmax/fmin) give amax and,
+    unless both signs reach it, its sign; only columns where +amax and -amax both occur need the
+    earliest one, found by :func:`_earliest_absmax`.
     """
-    ax = np.abs(x)
-    amax = np.fmax(np.fmax.reduce(ax, axis=0), _ZERO)  # fmax(NaN, 0) is 0: all-NaN columns
+    hi: F32 = np.fmax.reduce(x, axis=0)
+    lo: F32 = np.fmin.reduce(x, axis=0)
+    neg = np.negative(lo)
+    amax = np.fmax(np.fmax(hi, neg), _ZERO)  # fmax(NaN, 0) is 0: all-NaN columns
+    signed = np.where(hi >= neg, hi, lo)
+    tie = hi == neg
+    tie &= amax > 0
+    if tie.any():
+        signed[tie] = _earliest_absmax(x[:, tie], amax[tie])
+    return amax, np.where(amax > 0, signed, _ZERO)
+
+
+def _earliest_absmax(x: F32, amax: F32) -> F32:
+    """Per column, the first element with ``|x| == amax``: the largest reversed rank ``n - i``."""
     n = x.shape[0]
     ranks = np.arange(n, 0, -1, dtype=np.uint8 if n < 256 else np.int32).reshape(-1, 1)
-    hits = (ax == amax).view(np.uint8).reshape(n, -1) * ranks
+    hits = (np.abs(x) == amax).view(np.uint8).reshape(n, -1) * ranks
     first = n - np.maximum.reduce(hits, axis=0, initial=1).astype(np.intp)
-    signed = x.reshape(n, -1)[first, np.arange(first.shape[0])].reshape(amax.shape)
-    return amax, np.where(amax > 0, signed, _ZERO)
+    earliest: F32 = x.reshape(n, -1)[first, np.arange(first.shape[0])].reshape(amax.shape)
+    return earliest
 
 
 def _safe_max(amax: F32, signed: F32) -> tuple[npt.NDArray[np.bool_], F32]:
