@@ -242,7 +242,9 @@ class _Q3Groups:
         )
 
 
-def make_q3_quants(x: F32, nmax: int) -> tuple[F32, npt.NDArray[np.int8]]:
+def make_q3_quants(
+    x: F32, nmax: int, scratch: F32 | None = None
+) -> tuple[F32, npt.NDArray[np.int8]]:
     """ggml ``make_q3_quants(16, nmax, x, L, do_rmse=true)`` for every column of ``x``.
 
     The refinement is sequential inside a group (accepting L[i] changes the sums the test for i+1
@@ -251,6 +253,10 @@ def make_q3_quants(x: F32, nmax: int) -> tuple[F32, npt.NDArray[np.int8]]:
     exactly what C computes up to the first position it would accept; that first acceptance (from
     the group's cursor on, else in its next pass) is applied and the rest recomputed next round.
     A group leaves when C would stop: after a pass without changes, or after 5 passes.
+
+    ``scratch``, if given, is a flat float32 buffer of at least ``2 * x.size`` elements that the
+    rounds use for their two big temporaries: a caller reusing one across chunks saves the page
+    faults of fresh memory, which cost about as much as the arithmetic.
     """
     amax, signed = first_absmax(x)
     zero, safe_max = _safe_max(amax, signed)
@@ -268,7 +274,7 @@ def make_q3_quants(x: F32, nmax: int) -> tuple[F32, npt.NDArray[np.int8]]:
     # of groups that go on, whose final L is written when they are done.
     first = True
     while g.columns.size:
-        g = _refine_round(g, nmax, (levels, sumlx, suml2), first)
+        g = _refine_round(g, nmax, (levels, sumlx, suml2), first, scratch)
         first = False
     scale = np.where(suml2 > 0, sumlx / suml2, np.float32(0))
     out = levels.astype(np.int8) + np.int8(nmax)
@@ -287,7 +293,9 @@ def _next_levels(q: F32, nmax: int) -> F32:
     return np.clip(nearest_int(q), -nmax, nmax - 1).astype(np.float32)
 
 
-def _refine_round(g: _Q3Groups, nmax: int, final: tuple[F32, F32, F32], first: bool) -> _Q3Groups:
+def _refine_round(
+    g: _Q3Groups, nmax: int, final: tuple[F32, F32, F32], first: bool, scratch: F32 | None
+) -> _Q3Groups:
     """Apply each group's next accepted level; returns the groups that may change again.
 
     Groups that are done write (L, sumlx, suml2) into ``final``; in the ``first`` round, which
@@ -296,8 +304,12 @@ def _refine_round(g: _Q3Groups, nmax: int, final: tuple[F32, F32, F32], first: b
     x, levels = g.x, g.levels
     n = g.columns.size
     # Few big temporaries: each fresh megabyte costs page faults comparable to the arithmetic.
-    w = np.multiply(x, x)
-    slx = np.multiply(w, x)
+    if scratch is None:
+        w = np.multiply(x, x)
+        slx = np.multiply(w, x)
+    else:
+        w = np.multiply(x, x, out=scratch[: x.size].reshape(x.shape))
+        slx = np.multiply(w, x, out=scratch[x.size : 2 * x.size].reshape(x.shape))
     np.multiply(slx, levels, out=slx)  # a = (w*x)*L, then sumlx - a in place
     sl2 = np.multiply(np.multiply(w, levels, out=w), levels, out=w)  # b = (w*L)*L
     if first:

@@ -20,6 +20,8 @@ and decodes as ``(d * s_j) * (L - 4)``.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import numpy.typing as npt
 
@@ -57,13 +59,18 @@ def quantize_blocks(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
     Raises:
         Nothing: every input gives bytes, as in C.
     """
-    return quantize_in_chunks(blocks, TYPE_SIZE, _quantize_chunk, CHUNK_BLOCKS)
+    # One scratch buffer for make_q3_quants across all chunks: fresh memory costs page faults.
+    scratch = np.empty(2 * min(np.shape(blocks)[0], CHUNK_BLOCKS) * BLOCK_SIZE, dtype=np.float32)
+    quantize_chunk = functools.partial(_quantize_chunk, scratch=scratch)
+    return quantize_in_chunks(blocks, TYPE_SIZE, quantize_chunk, CHUNK_BLOCKS)
 
 
-def _quantize_chunk(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
+def _quantize_chunk(
+    blocks: npt.NDArray[np.float32], scratch: npt.NDArray[np.float32]
+) -> npt.NDArray[np.uint8]:
     n_blocks = blocks.shape[0]
     x = element_major(blocks)
-    group_scales, levels = make_q3_quants(x, _NMAX)
+    group_scales, levels = make_q3_quants(x, _NMAX, scratch)
     scales = group_scales.reshape(n_blocks, _N_GROUPS)
     _, max_scale = first_absmax(np.ascontiguousarray(scales.T))
     has_scale = max_scale != 0
