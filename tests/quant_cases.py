@@ -8,9 +8,30 @@ values near the fp16 maximum and a wide dynamic range inside one block.
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 import numpy as np
 
 N_COLS = 512
+GOLDEN = Path(__file__).parent / "golden" / "quant"
+CASE_NAMES = ["gaussian", "bf16_valued", "heavy_tailed", "adversarial"]
+
+
+def float_bits(a: np.ndarray) -> np.ndarray:
+    """float32 values as their bit patterns, so comparisons see -0.0 and NaN payloads."""
+    return np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
+
+
+@functools.cache
+def _golden_inputs() -> dict[str, np.ndarray]:
+    with np.load(GOLDEN / "inputs.npz") as npz:
+        return dict(npz)
+
+
+def golden_inputs() -> dict[str, np.ndarray]:
+    """The committed inputs of tests/golden/quant (make_cases() as it was when ggml ran on them)."""
+    return _golden_inputs()
 
 
 def _bf16_valued(x: np.ndarray) -> np.ndarray:

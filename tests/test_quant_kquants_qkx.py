@@ -8,8 +8,6 @@ properties (per-block error bound from d and dmin, zero blocks); and an accuracy
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import gguf
 import numpy as np
 import pytest
@@ -17,7 +15,7 @@ from ggml_oracle import load_ggml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from quant_cases import make_cases
+from quant_cases import float_bits, golden_inputs, make_cases
 
 from qconv.errors import QuantizationError
 from qconv.format import QUANT_SIZES, GGMLType
@@ -26,8 +24,6 @@ from qconv.quant import dequantize, kquant, q2_k, q4_k, q5_k, quantize
 MODULES = {GGMLType.Q4_K: q4_k, GGMLType.Q5_K: q5_k, GGMLType.Q2_K: q2_k}
 TYPES = list(MODULES)
 IDS = [t.name for t in TYPES]
-GOLDEN = Path(__file__).parent / "golden" / "quant"
-CASES = ["gaussian", "bf16_valued", "heavy_tailed", "adversarial"]
 # Where d and dmin sit in each block, the largest integer sub-scale they multiply, the top level.
 HEAD = {GGMLType.Q4_K: (0, 63, 15), GGMLType.Q5_K: (0, 63, 31), GGMLType.Q2_K: (80, 15, 3)}
 FP16_STEP = 2.0**-24  # fp16's smallest subnormal: d and dmin of tiny blocks round to it or to 0
@@ -35,38 +31,11 @@ ORACLE = load_ggml()
 needs_oracle = pytest.mark.skipif(ORACLE is None, reason="libggml-base.so not built")
 
 
-def _bits(a: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
-
-
 def _head(data: np.ndarray, qtype: GGMLType) -> tuple[np.ndarray, np.ndarray]:
     """Per block (d, dmin) as float32, read from the raw bytes."""
     offset = HEAD[qtype][0]
     words = np.ascontiguousarray(data[:, offset : offset + 4]).view("<f2")
     return words[:, 0].astype(np.float32), words[:, 1].astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def inputs() -> dict[str, np.ndarray]:
-    with np.load(GOLDEN / "inputs.npz") as npz:
-        return dict(npz)
-
-
-@pytest.mark.parametrize("case", CASES)
-@pytest.mark.parametrize("qtype", TYPES, ids=IDS)
-def test_quantize_matches_ggml_golden_bytes(qtype, case, inputs):
-    with np.load(GOLDEN / f"{qtype.name.lower()}.npz") as golden:
-        expected = golden[f"{case}.bytes"]
-    np.testing.assert_array_equal(quantize(inputs[case], qtype), expected)
-
-
-@pytest.mark.parametrize("case", CASES)
-@pytest.mark.parametrize("qtype", TYPES, ids=IDS)
-def test_dequantize_matches_ggml_golden_floats(qtype, case, inputs):
-    with np.load(GOLDEN / f"{qtype.name.lower()}.npz") as golden:
-        data, expected = golden[f"{case}.bytes"], golden[f"{case}.dequant"]
-    got = dequantize(data, qtype, inputs[case].shape[1])
-    np.testing.assert_array_equal(_bits(got), _bits(expected))
 
 
 def _fresh_rows(seed: int) -> dict[str, np.ndarray]:
@@ -103,7 +72,9 @@ def test_quantize_matches_live_libggml_on_fresh_data(qtype):
 def test_dequantize_matches_live_libggml_on_random_bytes(qtype):
     data = _random_blocks(qtype, np.random.default_rng(5), n_blocks=64).reshape(8, -1)
     expected = ORACLE.dequantize(qtype, data, 8 * 256)
-    np.testing.assert_array_equal(_bits(dequantize(data, qtype, 8 * 256)), _bits(expected))
+    np.testing.assert_array_equal(
+        float_bits(dequantize(data, qtype, 8 * 256)), float_bits(expected)
+    )
 
 
 def _random_blocks(qtype: GGMLType, rng: np.random.Generator, n_blocks: int) -> np.ndarray:
@@ -123,7 +94,7 @@ def test_dequantize_equals_gguf_py_on_random_and_quantized_bytes(qtype):
         data = raw.reshape(-1, QUANT_SIZES[qtype][1])
         expected = gguf.quants.dequantize(data, qtype).reshape(-1, 256)
         got = MODULES[qtype].dequantize_blocks(data)
-        np.testing.assert_array_equal(_bits(got), _bits(expected))
+        np.testing.assert_array_equal(float_bits(got), float_bits(expected))
 
 
 @pytest.mark.parametrize("qtype", TYPES, ids=IDS)
@@ -203,9 +174,9 @@ def test_nan_input_is_refused_not_silently_mis_quantized(qtype, position):
 
 
 @pytest.mark.parametrize("qtype", [*TYPES, GGMLType.Q6_K, GGMLType.Q3_K], ids=lambda t: t.name)
-def test_plain_ufunc_sums_give_the_same_bytes_as_einsum(qtype, inputs, monkeypatch):
+def test_plain_ufunc_sums_give_the_same_bytes_as_einsum(qtype, monkeypatch):
     """The fallback taken when a NumPy build's einsum fuses or reorders must be exact too."""
-    rows = inputs["adversarial"]
+    rows = golden_inputs()["adversarial"]
     with_einsum = quantize(rows, qtype)
     monkeypatch.setattr(kquant, "_SEQUENTIAL_EINSUM", False)
     assert np.array_equal(quantize(rows, qtype), with_einsum)

@@ -9,8 +9,6 @@ per-block error bounds; and the row-level ``qconv.quant`` entry points.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import gguf
 import numpy as np
 import pytest
@@ -18,6 +16,7 @@ from ggml_oracle import load_ggml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from quant_cases import float_bits
 
 from qconv.errors import QuantizationError
 from qconv.format import QUANT_SIZES, GGMLType
@@ -25,8 +24,6 @@ from qconv.quant import dequantize, quantize
 from qconv.quant.q4_0 import CHUNK_BLOCKS
 
 TYPES = [GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1]
-GOLDEN = Path(__file__).parent / "golden" / "quant"
-CASES = ["gaussian", "bf16_valued", "heavy_tailed", "adversarial"]
 ORACLE = load_ggml()
 # gguf-py warns when its scales overflow (1/d, fp16 casts); that is the reference's noise, not ours.
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning:gguf.*")
@@ -52,10 +49,6 @@ finite_rows = arrays(
 )
 
 
-def _bits(a: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
-
-
 def _gguf_type(qtype: GGMLType) -> gguf.GGMLQuantizationType:
     return gguf.GGMLQuantizationType[qtype.name]
 
@@ -68,29 +61,6 @@ def _fp16(data: np.ndarray, qtype: GGMLType, field: int) -> np.ndarray:
     return raw.view(np.float16).reshape(-1).astype(np.float64)
 
 
-@pytest.fixture(scope="module")
-def inputs() -> dict[str, np.ndarray]:
-    with np.load(GOLDEN / "inputs.npz") as npz:
-        return dict(npz)
-
-
-@pytest.mark.parametrize("case", CASES)
-@type_ids
-def test_quantize_matches_ggml_golden_bytes(qtype, case, inputs):
-    with np.load(GOLDEN / f"{qtype.name.lower()}.npz") as golden:
-        expected = golden[f"{case}.bytes"]
-    np.testing.assert_array_equal(quantize(inputs[case], qtype), expected)
-
-
-@pytest.mark.parametrize("case", CASES)
-@type_ids
-def test_dequantize_matches_ggml_golden_floats_bit_for_bit(qtype, case, inputs):
-    with np.load(GOLDEN / f"{qtype.name.lower()}.npz") as golden:
-        data, expected = golden[f"{case}.bytes"], golden[f"{case}.dequant"]
-    decoded = dequantize(data, qtype, inputs[case].shape[1])
-    np.testing.assert_array_equal(_bits(decoded), _bits(expected))
-
-
 @pytest.mark.parametrize("shape", [(1, 32), (5, 96), (3, 32 * (CHUNK_BLOCKS + 5))])
 @type_ids
 def test_quantize_matches_gguf_on_random_shapes_across_chunks(qtype, shape):
@@ -100,7 +70,7 @@ def test_quantize_matches_gguf_on_random_shapes_across_chunks(qtype, shape):
     np.testing.assert_array_equal(ours, gguf.quants.quantize(x, _gguf_type(qtype)))
     decoded = dequantize(ours, qtype, shape[1])
     np.testing.assert_array_equal(
-        _bits(decoded), _bits(gguf.quants.dequantize(ours, _gguf_type(qtype)))
+        float_bits(decoded), float_bits(gguf.quants.dequantize(ours, _gguf_type(qtype)))
     )
 
 
@@ -133,7 +103,7 @@ def test_dequantize_random_bytes_with_finite_scales_matches_gguf(qtype):
     n_cols = data.shape[1] // type_size * 32
     ours = dequantize(data, qtype, n_cols)
     np.testing.assert_array_equal(
-        _bits(ours), _bits(gguf.quants.dequantize(data, _gguf_type(qtype)))
+        float_bits(ours), float_bits(gguf.quants.dequantize(data, _gguf_type(qtype)))
     )
 
 
