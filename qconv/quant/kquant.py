@@ -414,6 +414,24 @@ def k4_scales_f32(data: U8) -> tuple[F32, F32]:
     return scale, offset
 
 
+def dequantize_k4(data: U8, qs_offset: int, qh_offset: int | None = None) -> F32:
+    """Decode Q4_K (``qh_offset`` None) or Q5_K bytes: ``(d*sc_j)*q - dmin*m_j`` per sub-block.
+
+    ``qs[32c+l]`` holds levels 64c+l (low nibble) and 64c+32+l (high nibble); Q5_K adds bit 4 of
+    sub-block j's element l from ``qh[l]`` bit j.
+    """
+    data = np.ascontiguousarray(data, dtype=np.uint8)
+    scale, offset = k4_scales_f32(data)
+    qs = data[:, qs_offset : qs_offset + 128].reshape(-1, 4, 1, 32)
+    levels = np.concatenate([qs & 0xF, qs >> 4], axis=2).reshape(-1, 8, 32)
+    if qh_offset is not None:
+        qh = data[:, None, qh_offset : qh_offset + 32]
+        levels |= ((qh >> np.arange(8, dtype=np.uint8)[None, :, None]) & 1) << 4
+    with np.errstate(invalid="ignore", over="ignore"):  # inf d times level 0 is NaN in C too
+        values: F32 = (scale * levels.astype(np.float32) - offset).reshape(-1, 256)
+    return values
+
+
 _BUFSIZE = 1024  # elements; see small_ufunc_buffers
 
 

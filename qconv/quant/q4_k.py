@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from qconv.format import QUANT_SIZES, GGMLType
 from qconv.quant.kquant import (
-    k4_scales_f32,
+    dequantize_k4,
     quantize_in_chunks,
     quantize_k4_superblocks,
 )
@@ -45,10 +45,4 @@ def quantize_blocks(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
 
 def dequantize_blocks(data: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
     """(n_blocks, 144) Q4_K bytes → float32 (n_blocks, 256), as dequantize_row_q4_K."""
-    data = np.ascontiguousarray(data, dtype=np.uint8)
-    scale, offset = k4_scales_f32(data)
-    qs = data[:, 16:].reshape(-1, 4, 1, 32)
-    q = np.concatenate([qs & 0xF, qs >> 4], axis=2).reshape(-1, 8, 32)
-    with np.errstate(invalid="ignore", over="ignore"):  # inf d times level 0 is NaN in C too
-        values: npt.NDArray[np.float32] = (scale * q.astype(np.float32) - offset).reshape(-1, 256)
-    return values
+    return dequantize_k4(data, qs_offset=16)

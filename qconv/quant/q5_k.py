@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from qconv.format import QUANT_SIZES, GGMLType
 from qconv.quant.kquant import (
-    k4_scales_f32,
+    dequantize_k4,
     quantize_in_chunks,
     quantize_k4_superblocks,
 )
@@ -52,12 +52,4 @@ def quantize_blocks(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
 
 def dequantize_blocks(data: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
     """(n_blocks, 176) Q5_K bytes → float32 (n_blocks, 256), as dequantize_row_q5_K."""
-    data = np.ascontiguousarray(data, dtype=np.uint8)
-    scale, offset = k4_scales_f32(data)
-    qs = data[:, 48:].reshape(-1, 4, 1, 32)
-    low = np.concatenate([qs & 0xF, qs >> 4], axis=2).reshape(-1, 8, 32)
-    high = (data[:, None, 16:48] >> np.arange(8, dtype=np.uint8)[None, :, None]) & 1
-    q = (low | (high << 4)).astype(np.float32)
-    with np.errstate(invalid="ignore", over="ignore"):  # inf d times level 0 is NaN in C too
-        values: npt.NDArray[np.float32] = (scale * q - offset).reshape(-1, 256)
-    return values
+    return dequantize_k4(data, qs_offset=48, qh_offset=16)
