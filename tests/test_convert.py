@@ -262,8 +262,8 @@ def test_unknown_type_lists_the_choices(tiny_checkpoint: Path) -> None:
         plan_conversion(str(tiny_checkpoint), target="q3_0")
 
 
-def test_peak_memory_does_not_hold_the_model(tmp_path: Path) -> None:
-    """Chunks are rows of one tensor: a 64 MiB tensor converts through 8 MiB chunks."""
+def test_a_big_tensor_is_read_in_8_mib_row_chunks(tmp_path: Path) -> None:
+    """Memory stays flat because a 64 MiB tensor is read as eight 8 MiB chunks of whole rows."""
     model = tmp_path / "big.safetensors"
     write_safetensors(model, {"big.weight": ("F32", np.ones((4096, 4096), dtype=np.float32))})
     from qconv.convert import _chunks
