@@ -2,13 +2,11 @@
 
 Example:
     >>> import qconv
-    >>> qconv.convert("./SmolLM2-135M", "smol-q8_0.gguf", target="q8_0")  # doctest: +SKIP
+    >>> qconv.pipeline("./SmolLM2-135M", "smol-q8_0.gguf", target="q8_0")  # doctest: +SKIP
     >>> qconv.read_gguf("smol-q8_0.gguf").tensors[0].qtype  # doctest: +SKIP
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
@@ -35,24 +33,6 @@ from qconv.errors import (
     SourceError,
     UsageError,
 )
-from qconv.format import GGMLType
-
-if TYPE_CHECKING:
-    from qconv.convert import convert, plan_conversion
-    from qconv.reader import GGUFFile, read_gguf
-
-# convert and read_gguf are imported on first use so `qconv --version` and `qconv info` stay fast.
-_LAZY = {
-    "convert": "qconv.convert",
-    "plan_conversion": "qconv.convert",
-    "read_gguf": "qconv.reader",
-    "GGUFFile": "qconv.reader",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'qconv' has no attribute {name!r}")
+from qconv.gguf.constants import GGMLType
+from qconv.gguf.reader import GGUFFile, read_gguf
+from qconv.pipeline import convert, plan_conversion

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qconv.format import QUANT_SIZES, GGMLType
+from qconv.gguf.constants import QUANT_SIZES, GGMLType
 
 
 class _TypeTraits(ctypes.Structure):

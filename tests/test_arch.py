@@ -13,9 +13,9 @@ from arch_fixtures import (
     tensor_shapes,
 )
 
-from qconv.arch import Architecture, select_architecture
 from qconv.errors import SourceError, UsageError
-from qconv.format import GGMLType, GGUFValueType, LlamaFileType
+from qconv.gguf.constants import GGMLType, GGUFValueType, LlamaFileType
+from qconv.model.architecture import Architecture, select_architecture
 
 ARCH_NAMES = sorted(CASES)
 FILE_TYPES = {

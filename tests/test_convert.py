@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from synthetic import write_safetensors
 
-from qconv.convert import convert, plan_conversion
 from qconv.errors import OutputError, QuantizationError, SourceError, UsageError
-from qconv.format import GGMLType, GGUFValueType
-from qconv.metadata import KV
+from qconv.gguf.constants import GGMLType, GGUFValueType
+from qconv.gguf.metadata import KV
+from qconv.pipeline import convert, plan_conversion
 from qconv.source import open_source
 
 
@@ -142,7 +142,7 @@ def test_shards_are_read_from_the_index_with_the_same_tensor_data(
 def test_two_worker_processes_write_the_same_bytes_as_one(
     tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("qconv.convert.CHUNK_BYTES", 64 * 1024)  # many chunks per tensor
+    monkeypatch.setattr("qconv.pipeline.CHUNK_BYTES", 64 * 1024)  # many chunks per tensor
     convert(str(tiny_checkpoint), tmp_path / "one.gguf", target="q4_0", jobs=1)
     convert(str(tiny_checkpoint), tmp_path / "two.gguf", target="q4_0", jobs=2)
     assert (tmp_path / "one.gguf").read_bytes() == (tmp_path / "two.gguf").read_bytes()
@@ -266,7 +266,7 @@ def test_a_big_tensor_is_read_in_8_mib_row_chunks(tmp_path: Path) -> None:
     """Memory stays flat because a 64 MiB tensor is read as eight 8 MiB chunks of whole rows."""
     model = tmp_path / "big.safetensors"
     write_safetensors(model, {"big.weight": ("F32", np.ones((4096, 4096), dtype=np.float32))})
-    from qconv.convert import _chunks
+    from qconv.pipeline import _chunks
 
     plans = plan_conversion(str(model), target="q8_0").plans
     chunks = _chunks(plans)
@@ -276,7 +276,7 @@ def test_a_big_tensor_is_read_in_8_mib_row_chunks(tmp_path: Path) -> None:
 def test_qconv_reader_reads_back_exactly_what_the_writer_planned(
     tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
-    from qconv.reader import read_gguf, tensor_data
+    from qconv.gguf.reader import read_gguf, tensor_data
 
     out = tmp_path / "out.gguf"
     report = convert(str(tiny_checkpoint), out, target="q4_0", jobs=1, metadata=["x.flag=true"])

@@ -1,4 +1,4 @@
-"""qconv.info: per-type totals, bits per weight, the text report and the JSON document."""
+"""qconv.gguf.info: per-type totals, bits per weight, the text report and the JSON document."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from qconv.format import GGMLType, GGUFValueType
-from qconv.info import TypeTotal, describe, render_text, to_json
-from qconv.reader import read_gguf
+from qconv.gguf.constants import GGMLType, GGUFValueType
+from qconv.gguf.info import TypeTotal, describe, render_text, to_json
+from qconv.gguf.reader import read_gguf
 
 V = GGUFValueType
 Q4_K, Q6_K, Q8_0, F32 = 12, 14, 8, 0

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from arch_fixtures import CASES, assert_same_tensors, checkpoint_and_golden, golden_kvs
 
-from qconv.convert import convert
+from qconv.pipeline import convert
 
 CASE_OUTTYPES = [(name, outtype) for name, case in CASES.items() for outtype in case.outtypes]
 

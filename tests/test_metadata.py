@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from qconv.errors import UsageError
-from qconv.format import GGUFValueType as T
-from qconv.metadata import KV, kv_string, load_metadata_file, merge_kvs, parse_override
+from qconv.gguf.constants import GGUFValueType as T
+from qconv.gguf.metadata import KV, kv_string, load_metadata_file, merge_kvs, parse_override
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""qconv.mixture picks exactly the tensor types llama-quantize picks.
+"""qconv.plan.mixture picks exactly the tensor types llama-quantize picks.
 
 The goldens in tests/golden/mixture come from running the real llama-quantize (built from the
 vendored llama.cpp by tools/make_mixture_goldens.py) on small Llama-shaped GGUF files; the unit
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from qconv.errors import QuantizationError, UsageError
-from qconv.format import GGMLType, LlamaFileType
-from qconv.mixture import (
+from qconv.gguf.constants import GGMLType, LlamaFileType
+from qconv.plan.mixture import (
     FTYPE_NAMES,
     PURE_ALIASES,
     Category,

@@ -9,7 +9,7 @@ import pytest
 from arch_fixtures import CASES, golden_kvs, golden_path, golden_tensors, write_case
 
 from qconv.errors import SourceError
-from qconv.model_card import general_metadata, id_to_title, read_front_matter, size_label
+from qconv.model.card import general_metadata, id_to_title, read_front_matter, size_label
 
 SKIP = ("general.architecture", "general.type", "general.file_type", "general.quantization_version")
 

@@ -16,7 +16,7 @@ import pytest
 from arch_fixtures import assert_same_tensors, golden_kvs
 from make_pipeline_goldens import CASES, golden_path, write_checkpoint
 
-from qconv.convert import convert
+from qconv.pipeline import convert
 
 # Keys llama-quantize sets after copying the input's KVs; gguf_set_val moves a key to the end.
 MOVED_BY_LLAMA_QUANTIZE = ("general.quantization_version", "general.file_type")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from qconv.errors import QuantizationError, UsageError
-from qconv.format import GGMLType, LlamaFileType
-from qconv.plan import ModelFacts, keeps_f32, parse_target, plan_tensors
+from qconv.gguf.constants import GGMLType, LlamaFileType
+from qconv.plan.plan import ModelFacts, keeps_f32, parse_target, plan_tensors
 from qconv.source import GeneratedTensor
 
 

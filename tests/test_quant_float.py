@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from qconv.format import GGMLType
+from qconv.gguf.constants import GGMLType
 from qconv.quant import dequantize, quantize
 from qconv.quant.float import (
     dequantize_bf16,

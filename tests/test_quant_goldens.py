@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from quant_cases import CASE_NAMES, GOLDEN, float_bits, golden_inputs
 
-from qconv.format import GGMLType
+from qconv.gguf.constants import GGMLType
 from qconv.quant import dequantize, quantize
 
 TYPES = [

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from quant_cases import float_bits, make_cases
 
-from qconv.format import QUANT_SIZES, GGMLType
+from qconv.gguf.constants import QUANT_SIZES, GGMLType
 from qconv.quant import dequantize, q3_k, quantize
 from qconv.quant.kquant_qx import CHUNK_BLOCKS
 

@@ -18,7 +18,7 @@ from hypothesis.extra.numpy import arrays
 from quant_cases import float_bits, golden_inputs, make_cases
 
 from qconv.errors import QuantizationError
-from qconv.format import QUANT_SIZES, GGMLType
+from qconv.gguf.constants import QUANT_SIZES, GGMLType
 from qconv.quant import dequantize, kquant, q2_k, q4_k, q5_k, quantize
 
 MODULES = {GGMLType.Q4_K: q4_k, GGMLType.Q5_K: q5_k, GGMLType.Q2_K: q2_k}

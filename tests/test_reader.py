@@ -1,4 +1,4 @@
-"""qconv.reader: exact-byte parsing, gguf-py cross-checks, hostile files, header-only speed."""
+"""qconv.gguf.reader: exact-byte parsing, gguf-py cross-checks, hostile files, header-only speed."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from qconv.errors import FormatError, SourceError
-from qconv.format import GGMLType, GGUFValueType
-from qconv.metadata import KV
-from qconv.reader import TensorInfo, read_gguf, tensor_data
+from qconv.gguf.constants import GGMLType, GGUFValueType
+from qconv.gguf.metadata import KV
+from qconv.gguf.reader import TensorInfo, read_gguf, tensor_data
 
 V = GGUFValueType
 

@@ -11,8 +11,8 @@ import pytest
 from arch_fixtures import CASES, golden_kvs, golden_path, recorded_tokens, write_case
 
 from qconv.errors import SourceError
-from qconv.format import GGUFValueType
-from qconv.vocab import TokenType, read_sentencepiece, tokenizer_metadata
+from qconv.gguf.constants import GGUFValueType
+from qconv.tokenizer.vocab import TokenType, read_sentencepiece, tokenizer_metadata
 
 
 def _golden_tokenizer_kvs(name: str) -> list:

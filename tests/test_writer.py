@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from qconv.errors import OutputError, UsageError
-from qconv.format import GGMLType, GGUFValueType
-from qconv.metadata import KV, kv_array, kv_string, kv_uint32
-from qconv.writer import GGUFWriter, atomic_output, encode_header, layout
+from qconv.gguf.constants import GGMLType, GGUFValueType
+from qconv.gguf.metadata import KV, kv_array, kv_string, kv_uint32
+from qconv.gguf.writer import GGUFWriter, atomic_output, encode_header, layout
 
 
 def test_header_bytes_are_exactly_as_gguf_specifies() -> None:
@@ -178,7 +178,7 @@ def _kvs(draw: st.DrawFn) -> list[KV]:
 )
 @given(kvs=_kvs())
 def test_any_metadata_round_trips_through_writer_and_reader(tmp_path: Path, kvs: list[KV]) -> None:
-    from qconv.reader import read_gguf
+    from qconv.gguf.reader import read_gguf
 
     path = tmp_path / "kv.gguf"
     path.write_bytes(encode_header(kvs, [], 32))
@@ -196,7 +196,7 @@ def test_f32_and_f16_tensors_round_trip_exactly(
     tmp_path: Path, values: list[float], qtype: GGMLType
 ) -> None:
     from qconv import quant
-    from qconv.reader import read_gguf, tensor_data
+    from qconv.gguf.reader import read_gguf, tensor_data
 
     rows = np.array([values], dtype=np.float32)
     infos = layout([("t", rows.shape, qtype)], 32)

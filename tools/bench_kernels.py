@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from qconv import quant
-from qconv.format import GGMLType
+from qconv.gguf.constants import GGMLType
 
 Clock = Callable[[], float]
 

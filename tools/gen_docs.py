@@ -18,7 +18,7 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 CLI_DOC = DOCS / "cli.md"
 FORMAT_DOC = DOCS / "format.md"
 COMMANDS = ([], ["convert"], ["info"])
-FORMAT_MODULES = ("qconv.writer", "qconv.quant.float", "qconv.quant.kquant")
+FORMAT_MODULES = ("qconv.gguf.writer", "qconv.quant.float", "qconv.quant.kquant")
 
 
 def render_format() -> str:

@@ -5,7 +5,7 @@ Llama-shaped GGUF files (all-zero BF16 or F32 data, as convert_hf_to_gguf would 
 1-D norms in F32) with the vendored gguf-py writer, runs llama-quantize for every file type qconv
 offers (and --pure for some), and records each output tensor's type, read back with gguf-py's
 GGUFReader. The JSON also holds the input names, shapes and types and the output tensor order, so
-tests/test_mixture.py can replay every case through qconv.mixture without llama.cpp.
+tests/test_mixture.py can replay every case through qconv.plan.mixture without llama.cpp.
 Run: .venv/bin/python tools/make_mixture_goldens.py [case ...]
 """
 

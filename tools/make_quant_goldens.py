@@ -19,7 +19,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 from ggml_oracle import GGML  # noqa: E402
 from quant_cases import make_cases  # noqa: E402
 
-from qconv.format import GGMLType  # noqa: E402
+from qconv.gguf.constants import GGMLType  # noqa: E402
 
 TYPES = [
     GGMLType.Q8_0,

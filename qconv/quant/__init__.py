@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from qconv.errors import QuantizationError
-from qconv.format import QUANT_SIZES, GGMLType
+from qconv.gguf.constants import QUANT_SIZES, GGMLType
 
 __all__ = ["KERNEL_MODULES", "can_quantize", "dequantize", "quantize"]
 

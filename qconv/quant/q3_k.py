@@ -25,7 +25,7 @@ import functools
 import numpy as np
 import numpy.typing as npt
 
-from qconv.format import QUANT_SIZES, GGMLType
+from qconv.gguf.constants import QUANT_SIZES, GGMLType
 from qconv.quant.kquant_qx import (
     block_major,
     element_major,

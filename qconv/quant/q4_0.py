@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from qconv.errors import QuantizationError
-from qconv.format import QK, QUANT_SIZES, GGMLType
+from qconv.gguf.constants import QK, QUANT_SIZES, GGMLType
 from qconv.quant.float import fp16_values, put_fp16
 
 F32 = np.float32

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from qconv.format import QUANT_SIZES, GGMLType
+from qconv.gguf.constants import QUANT_SIZES, GGMLType
 from qconv.quant.float import fp16_values, put_fp16
 from qconv.quant.q4_0 import (
     F32,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from qconv.format import QUANT_SIZES, GGMLType
+from qconv.gguf.constants import QUANT_SIZES, GGMLType
 from qconv.quant.kquant import (
     dequantize_k4,
     quantize_in_chunks,

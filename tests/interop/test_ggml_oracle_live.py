@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from ggml_oracle import find_libggml, load_ggml
 
-from qconv.format import GGMLType
+from qconv.gguf.constants import GGMLType
 from qconv.quant import KERNEL_MODULES, dequantize, quantize
 
 pytestmark = pytest.mark.interop

@@ -23,7 +23,7 @@ from llama_runtime import Runtime
 from make_pipeline_goldens import CASES as PIPELINE_CASES
 from make_pipeline_goldens import write_checkpoint
 
-from qconv.convert import convert
+from qconv.pipeline import convert
 
 pytestmark = pytest.mark.interop
 

@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from qconv.errors import OutputError, UsageError
-from qconv.format import (
+from qconv.gguf.constants import (
     DEFAULT_ALIGNMENT,
     GGUF_MAGIC,
     GGUF_VERSION,
@@ -44,7 +44,7 @@ from qconv.format import (
     padded,
     tensor_nbytes,
 )
-from qconv.metadata import KV, validate_kv
+from qconv.gguf.metadata import KV, validate_kv
 
 __all__ = ["GGUFWriter", "TensorInfo", "alignment_of", "atomic_output", "encode_header", "layout"]
 

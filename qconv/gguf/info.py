@@ -1,6 +1,6 @@
 """What a GGUF file holds: per-type totals, parameters, bits per weight, and two renderings.
 
-``describe`` turns a parsed header (:func:`qconv.reader.read_gguf`) into plain data; ``render_text``
+``describe`` turns a parsed header (:func:`qconv.gguf.reader.read_gguf`) into plain data; ``render_text``
 draws the human report ``qconv info`` prints and ``to_json`` builds the document ``qconv info
 --json`` prints. Nothing here reads tensor data or prints.
 
@@ -41,9 +41,9 @@ from typing import Any
 
 import numpy as np
 
-from qconv.format import GGMLType, GGUFValueType, Keys, LlamaFileType
-from qconv.metadata import KV
-from qconv.reader import GGUFFile, TensorInfo
+from qconv.gguf.constants import GGMLType, GGUFValueType, Keys, LlamaFileType
+from qconv.gguf.metadata import KV
+from qconv.gguf.reader import GGUFFile, TensorInfo
 
 __all__ = ["Info", "TypeTotal", "describe", "render_text", "to_json"]
 

@@ -27,12 +27,13 @@ import numpy as np
 import numpy.typing as npt
 
 from qconv import quant
-from qconv.arch import Architecture, select_architecture
 from qconv.errors import QuantizationError, SourceError
-from qconv.format import GGML_QNT_VERSION, Keys
-from qconv.metadata import KV, kv_uint32, load_metadata_file, merge_kvs, parse_override
-from qconv.model_card import general_metadata
-from qconv.plan import ModelFacts, Target, TensorPlan, parse_target, plan_tensors
+from qconv.gguf.constants import GGML_QNT_VERSION, Keys
+from qconv.gguf.metadata import KV, kv_uint32, load_metadata_file, merge_kvs, parse_override
+from qconv.gguf.writer import GGUFWriter, alignment_of, atomic_output, encode_header, layout
+from qconv.model.architecture import Architecture, select_architecture
+from qconv.model.card import general_metadata
+from qconv.plan.plan import ModelFacts, Target, TensorPlan, parse_target, plan_tensors
 from qconv.source import (
     SUPPORTED_DTYPES,
     GeneratedTensor,
@@ -42,8 +43,7 @@ from qconv.source import (
     TensorRef,
     open_source,
 )
-from qconv.vocab import tokenizer_metadata
-from qconv.writer import GGUFWriter, alignment_of, atomic_output, encode_header, layout
+from qconv.tokenizer.vocab import tokenizer_metadata
 
 __all__ = ["Conversion", "Report", "convert", "default_output_name", "plan_conversion"]
 

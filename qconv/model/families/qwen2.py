@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from qconv.arch.family import ATTENTION_TENSORS, BASE_TENSORS, Family
+from qconv.model.spec import ATTENTION_TENSORS, BASE_TENSORS, Family
 
 FAMILY = Family(
     name="qwen2",

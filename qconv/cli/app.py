@@ -184,7 +184,7 @@ def convert(
     ] = False,
 ) -> None:
     """Convert a Hugging Face checkpoint to a GGUF file."""
-    from qconv.convert import default_output_name, plan_conversion, write_conversion
+    from qconv.pipeline import default_output_name, plan_conversion, write_conversion
 
     with reported_errors():
         conversion = plan_conversion(
@@ -245,7 +245,7 @@ def _progress(total: int, quiet: bool) -> Iterator[Callable[[int], None]]:
 
 def render_plan(conversion: object) -> str:
     """The --dry-run table: tensor, shape, source dtype → type, bytes, reason; then the totals."""
-    from qconv.convert import Conversion
+    from qconv.pipeline import Conversion
 
     assert isinstance(conversion, Conversion)
     rows = [("tensor", "shape", "source", "type", "bytes", "reason")]
@@ -294,8 +294,8 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     """Show a GGUF file's metadata, tensors, type mix and size. Reads only the header."""
-    from qconv.info import describe, render_text, to_json
-    from qconv.reader import read_gguf
+    from qconv.gguf.info import describe, render_text, to_json
+    from qconv.gguf.reader import read_gguf
 
     with reported_errors():
         summary = describe(read_gguf(file))

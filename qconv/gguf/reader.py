@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from qconv.errors import FormatError, SourceError
-from qconv.format import (
+from qconv.gguf.constants import (
     DEFAULT_ALIGNMENT,
     GGUF_MAGIC,
     GGUF_READABLE_VERSIONS,
@@ -43,7 +43,7 @@ from qconv.format import (
     TensorInfo,
     padded,
 )
-from qconv.metadata import KV
+from qconv.gguf.metadata import KV
 
 __all__ = ["GGUFFile", "TensorInfo", "read_gguf", "tensor_data"]
 

@@ -9,7 +9,7 @@ Two sets of rules, matching the two llama.cpp tools a user would otherwise run:
 * float targets (f32, f16, bf16) and q8_0 follow ``convert_hf_to_gguf.py``: 1-D tensors, norms and
   biases stay F32, everything else gets the target type, in the converter's tensor order;
 * the other quantized targets (q4_0 … q6_k, and the mixtures such as q4_k_m) follow
-  ``convert_hf_to_gguf.py --outtype bf16`` then ``llama-quantize`` (qconv.mixture): per-tensor
+  ``convert_hf_to_gguf.py --outtype bf16`` then ``llama-quantize`` (qconv.plan.mixture): per-tensor
   mixture rules, fallbacks for rows that do not fit a block, and llama-quantize's tensor order.
   For q8_0 both tools choose the same types, so the converter's order is kept.
 """
@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from qconv.errors import QuantizationError, UsageError
-from qconv.format import QUANT_SIZES, GGMLType, LlamaFileType, tensor_nbytes
-from qconv.mixture import (
+from qconv.gguf.constants import QUANT_SIZES, GGMLType, LlamaFileType, tensor_nbytes
+from qconv.plan.mixture import (
     FTYPE_NAMES,
     PURE_ALIASES,
     MixtureTensor,

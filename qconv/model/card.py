@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from qconv.errors import SourceError
-from qconv.format import GGUFValueType
-from qconv.metadata import KV, kv_array, kv_string, kv_uint32
+from qconv.gguf.constants import GGUFValueType
+from qconv.gguf.metadata import KV, kv_array, kv_string, kv_uint32
 
 __all__ = ["general_metadata", "id_to_title", "read_front_matter", "size_label"]
 

@@ -8,7 +8,7 @@ qconv does the same with a row permutation applied while reading, so no tensor i
 
 from __future__ import annotations
 
-from qconv.arch.family import ATTENTION_TENSORS, BASE_TENSORS, Family
+from qconv.model.spec import ATTENTION_TENSORS, BASE_TENSORS, Family
 
 FAMILY = Family(
     name="llama",

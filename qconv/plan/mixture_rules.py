@@ -3,10 +3,10 @@
 The half of ``src/llama-quant.cpp`` that decides types by role: ``tensor_get_category``
 (``get_category``), ``quantize_state_impl`` and its running counters (``MixtureState``), and
 ``llama_tensor_get_type_impl`` (``mixture_type``) with one function per category that has rules
-(output, attn_v, ffn_down, attn_output). qconv.mixture holds the public API that drives these
+(output, attn_v, ffn_down, attn_output). qconv.plan.mixture holds the public API that drives these
 (file-type names, tensor_allows_quantization, fallbacks, llama-quantize's tensor order) and
 re-exports ``Category``, ``get_category``, ``use_more_bits`` and ``layer_of``; they live here so
-this module needs nothing from qconv.mixture and the two do not import each other.
+this module needs nothing from qconv.plan.mixture and the two do not import each other.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from qconv.errors import QuantizationError
-from qconv.format import QUANT_SIZES, GGMLType, LlamaFileType
+from qconv.gguf.constants import QUANT_SIZES, GGMLType, LlamaFileType
 
 __all__ = [
     "ATTN_V_LIKE",

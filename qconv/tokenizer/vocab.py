@@ -3,7 +3,7 @@
 Two vocabulary kinds cover the Llama family:
 
 - SentencePiece (Llama 2, Mistral, TinyLlama): ``tokenizer.model`` is read directly (a small
-  protobuf parser in qconv.sentencepiece), so no sentencepiece/protobuf dependency is needed.
+  protobuf parser in qconv.tokenizer.sentencepiece), so no sentencepiece/protobuf dependency is needed.
 - Byte-level BPE (Llama 3, Qwen, SmolLM): ``tokenizer.json``'s vocab, added tokens and merges.
 
 ``tokenizer.ggml.pre`` names the regex pre-tokenizer llama.cpp must use. llama.cpp's converter
@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from qconv.errors import SourceError
-from qconv.format import GGUFValueType
-from qconv.metadata import KV, kv_array, kv_bool, kv_string, kv_uint32
-from qconv.sentencepiece import TokenType, read_sentencepiece
+from qconv.gguf.constants import GGUFValueType
+from qconv.gguf.metadata import KV, kv_array, kv_bool, kv_string, kv_uint32
+from qconv.tokenizer.sentencepiece import TokenType, read_sentencepiece
 
 __all__ = ["TokenType", "read_sentencepiece", "tokenizer_metadata"]
 

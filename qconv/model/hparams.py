@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from qconv.arch.family import Family
 from qconv.errors import SourceError
-from qconv.format import GGML_QNT_VERSION
-from qconv.metadata import KV, kv_float32, kv_string, kv_uint32
+from qconv.gguf.constants import GGML_QNT_VERSION
+from qconv.gguf.metadata import KV, kv_float32, kv_string, kv_uint32
+from qconv.model.spec import Family
 
 # (GGUF key suffix, config.json keys tried in order) for the plain integer sizes.
 _SIZE_KEYS: tuple[tuple[str, tuple[str, ...]], ...] = (

@@ -6,7 +6,7 @@ convert.py has: the GGUF name of each HF tensor (or ``None`` to drop it), the ro
 apply while reading, the hyperparameter metadata in the order llama.cpp's converter writes it, and
 extra tensors llama.cpp needs (``rope_freqs`` for Llama 3 rope scaling).
 
-Adding an architecture = one module with a :class:`~qconv.arch.family.Family` value, listed in
+Adding an architecture = one module with a :class:`~qconv.model.spec.Family` value, listed in
 ``FAMILIES``. An architecture qconv does not know converts in generic mode (HF tensor names kept,
 ``general.architecture`` = ``model_type``); llama.cpp will not run such a file.
 
@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from qconv.arch import llama, mistral, qwen2, qwen3
-from qconv.arch.family import DROPPED_SUFFIXES, GLOBAL_TENSORS, Family
-from qconv.arch.hparams import hyperparameters, llama3_rope_factors, rope_parameters
 from qconv.errors import SourceError, UsageError
-from qconv.metadata import KV, kv_string
+from qconv.gguf.metadata import KV, kv_string
+from qconv.model.families import llama, mistral, qwen2, qwen3
+from qconv.model.hparams import hyperparameters, llama3_rope_factors, rope_parameters
+from qconv.model.spec import DROPPED_SUFFIXES, GLOBAL_TENSORS, Family
 
 __all__ = ["FAMILIES", "GENERIC", "Architecture", "Family", "select_architecture"]
 

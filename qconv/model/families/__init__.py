@@ -1,0 +1,1 @@
+"""One small data module per architecture family."""

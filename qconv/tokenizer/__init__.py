@@ -1,0 +1,1 @@
+"""Tokenizer metadata: byte-level BPE, SentencePiece and their special tokens."""

@@ -1,0 +1,27 @@
+"""The Python API as the README shows it, called the way a user calls it: fresh interpreter, twice."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import qconv
+
+
+def test_readme_example_runs_twice_in_one_interpreter(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    script = f"""
+import qconv
+first = qconv.convert({str(tiny_checkpoint)!r}, {str(tmp_path / "a.gguf")!r}, target="q8_0", jobs=1)
+second = qconv.convert({str(tiny_checkpoint)!r}, {str(tmp_path / "b.gguf")!r}, target="q4_0", jobs=1)
+header = qconv.read_gguf({str(tmp_path / "b.gguf")!r})
+print(first.bytes_written > 0, second.bytes_written > 0, len(header.tensors) > 0)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "True", "True"]
+
+
+def test_public_names_are_the_functions_not_modules() -> None:
+    assert callable(qconv.convert) and callable(qconv.read_gguf)
+    assert set(qconv.__all__) <= set(dir(qconv))
