@@ -1,4 +1,4 @@
-"""The Python API as the README shows it, called the way a user calls it: fresh interpreter, twice."""
+"""The Python API as the README shows it, called as a user calls it: fresh interpreter, twice."""
 
 from __future__ import annotations
 
@@ -9,11 +9,14 @@ from pathlib import Path
 import qconv
 
 
-def test_readme_example_runs_twice_in_one_interpreter(tiny_checkpoint: Path, tmp_path: Path) -> None:
+def test_readme_example_runs_twice_in_one_interpreter(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
     script = f"""
 import qconv
-first = qconv.convert({str(tiny_checkpoint)!r}, {str(tmp_path / "a.gguf")!r}, target="q8_0", jobs=1)
-second = qconv.convert({str(tiny_checkpoint)!r}, {str(tmp_path / "b.gguf")!r}, target="q4_0", jobs=1)
+model = {str(tiny_checkpoint)!r}
+first = qconv.convert(model, {str(tmp_path / "a.gguf")!r}, target="q8_0", jobs=1)
+second = qconv.convert(model, {str(tmp_path / "b.gguf")!r}, target="q4_0", jobs=1)
 header = qconv.read_gguf({str(tmp_path / "b.gguf")!r})
 print(first.bytes_written > 0, second.bytes_written > 0, len(header.tensors) > 0)
 """

@@ -1,6 +1,7 @@
 """What a GGUF file holds: per-type totals, parameters, bits per weight, and two renderings.
 
-``describe`` turns a parsed header (:func:`qconv.gguf.reader.read_gguf`) into plain data; ``render_text``
+``describe`` turns a parsed header (:func:`qconv.gguf.reader.read_gguf`) into plain data;
+``render_text``
 draws the human report ``qconv info`` prints and ``to_json`` builds the document ``qconv info
 --json`` prints. Nothing here reads tensor data or prints.
 

@@ -1,7 +1,8 @@
 """Typed GGUF metadata: the KV record, its constructors, and user overrides.
 
 GGUF stores every value with an explicit type, so qconv never guesses a type at write time: each KV
-carries its :class:`~qconv.gguf.constants.GGUFValueType`. Guessing happens in one place only, when a user
+carries its :class:`~qconv.gguf.constants.GGUFValueType`.
+Guessing happens in one place only, when a user
 writes ``--metadata key=value`` without a type, and follows simple visible rules (see
 :func:`parse_override`).
 """

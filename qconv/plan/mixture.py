@@ -7,7 +7,8 @@ decisions tensor for tensor, so that a one-step qconv conversion equals convert_
 by llama-quantize. The rules mirror ``src/llama-quant.cpp`` of the vendored llama.cpp:
 ``tensor_allows_quantization``, ``llama_tensor_get_type``, ``llama_tensor_get_type_impl``,
 ``tensor_type_fallback``, ``init_quantize_state_counters`` and ``llama_ftype_get_default_type``.
-The per-category rules (``llama_tensor_get_type_impl``) live in qconv.plan.mixture_rules; this module
+The per-category rules (``llama_tensor_get_type_impl``) live in
+qconv.plan.mixture_rules; this module
 is the API around them.
 
 Not modelled, because qconv never uses them: importance matrices (qconv has none, so the

@@ -25,7 +25,8 @@ __all__ = ["TokenType", "read_sentencepiece"]
 class TokenType(IntEnum):
     """llama.cpp token types (llama.h enum llama_token_type); SentencePiece uses the same ids.
 
-    Defined here, not in qconv.tokenizer.vocab, so this module needs nothing from vocab (which imports it);
+    Defined here, not in qconv.tokenizer.vocab, so this module needs nothing from vocab (which
+    imports it);
     vocab re-exports it for the BPE vocabularies too.
     """
 

@@ -3,7 +3,8 @@
 Two vocabulary kinds cover the Llama family:
 
 - SentencePiece (Llama 2, Mistral, TinyLlama): ``tokenizer.model`` is read directly (a small
-  protobuf parser in qconv.tokenizer.sentencepiece), so no sentencepiece/protobuf dependency is needed.
+  protobuf parser in qconv.tokenizer.sentencepiece), so no sentencepiece/protobuf dependency is
+  needed.
 - Byte-level BPE (Llama 3, Qwen, SmolLM): ``tokenizer.json``'s vocab, added tokens and merges.
 
 ``tokenizer.ggml.pre`` names the regex pre-tokenizer llama.cpp must use. llama.cpp's converter
