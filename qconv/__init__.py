@@ -11,6 +11,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConvertOptions",
     "FormatError",
     "GGMLType",
     "GGUFFile",
@@ -35,4 +36,5 @@ from qconv.errors import (
 )
 from qconv.gguf.constants import GGMLType
 from qconv.gguf.reader import GGUFFile, read_gguf
+from qconv.options import ConvertOptions
 from qconv.pipeline import convert, plan_conversion

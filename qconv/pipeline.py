@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +33,7 @@ from qconv.gguf.metadata import KV, kv_uint32, load_metadata_file, merge_kvs, pa
 from qconv.gguf.writer import GGUFWriter, alignment_of, atomic_output, encode_header, layout
 from qconv.model.architecture import Architecture, select_architecture
 from qconv.model.card import general_metadata
+from qconv.options import ConvertOptions
 from qconv.plan.plan import ModelFacts, Target, TensorPlan, parse_target, plan_tensors
 from qconv.source import (
     SUPPORTED_DTYPES,
@@ -86,38 +87,32 @@ def default_output_name(source: Source, target: Target) -> Path:
 
 
 def plan_conversion(
-    model: str,
-    *,
-    target: str = "q8_0",
-    revision: str | None = None,
-    arch: str | None = None,
-    pure: bool = False,
-    strict: bool = False,
-    metadata: Sequence[str] = (),
-    metadata_file: Path | None = None,
-    tokenizer_pre: str | None = None,
-    no_vocab: bool = False,
+    model: str, options: ConvertOptions | None = None, **changes: Any
 ) -> Conversion:
     """Open ``model`` and decide every tensor's type and every metadata key; read no tensor data.
+
+    ``changes`` are :class:`ConvertOptions` fields applied over ``options``.
 
     Raises:
         UsageError, SourceError, FormatError, QuantizationError: as described by each message.
     """
-    chosen = parse_target(target, pure=pure)
-    overrides = [parse_override(spec) for spec in metadata]
-    if metadata_file is not None:
-        overrides = load_metadata_file(metadata_file) + overrides
-    source = open_source(model, revision=revision)
-    architecture = select_architecture(source.config, arch)
+    options = (options or ConvertOptions()).updated(**changes)
+    chosen = parse_target(options.target, pure=options.pure)
+    overrides = [parse_override(spec) for spec in options.metadata]
+    if options.metadata_file is not None:
+        overrides = load_metadata_file(options.metadata_file) + overrides
+    source = open_source(model, revision=options.revision)
+    architecture = select_architecture(source.config, options.arch)
     tensors = _named_tensors(source, architecture)
-    plans = plan_tensors(tensors, chosen, strict=strict, facts=_model_facts(architecture, source))
+    facts = _model_facts(architecture, source)
+    plans = plan_tensors(tensors, chosen, strict=options.strict, facts=facts)
     n_params = sum(_n_elements(plan.shape) for plan in plans)
     kvs = architecture.header() + general_metadata(source.root, source.config, n_params, model)
     if architecture.known:
         kvs += architecture.metadata(source.config, chosen.ftype)
-        if not no_vocab:
+        if not options.no_vocab:
             assert source.root is not None
-            kvs += tokenizer_metadata(source.root, source.config, pre=tokenizer_pre)
+            kvs += tokenizer_metadata(source.root, source.config, pre=options.tokenizer_pre)
     else:
         kvs += [
             kv_uint32(Keys.FILE_TYPE, chosen.ftype),
@@ -220,24 +215,16 @@ def _checked(ref: TensorRef) -> TensorRef:
 def convert(
     model: str,
     output: str | Path | IO[bytes] | None = None,
+    options: ConvertOptions | None = None,
     *,
-    target: str = "q8_0",
-    revision: str | None = None,
-    strict: bool = False,
-    metadata: Sequence[str] = (),
-    metadata_file: Path | None = None,
-    arch: str | None = None,
-    pure: bool = False,
-    tokenizer_pre: str | None = None,
-    no_vocab: bool = False,
-    force: bool = False,
-    jobs: int | None = None,
     on_progress: ProgressCallback | None = None,
+    **changes: Any,
 ) -> Report:
     """Convert ``model`` (file, folder or repo id) to a GGUF file at ``output``.
 
     ``output`` may be a path, ``None`` for the default name, or an open binary stream (the CLI's
-    ``-o -``). A path is written to a temporary file and renamed only when complete.
+    ``-o -``). A path is written to a temporary file and renamed only when complete. Options come
+    from ``options`` and/or keyword arguments named as the CLI flags (``target="q4_k_m"``).
 
     Example:
         >>> convert("HuggingFaceTB/SmolLM2-135M", "smol.gguf", target="q8_0")  # doctest: +SKIP
@@ -245,40 +232,30 @@ def convert(
     Raises:
         QconvError subclasses: see :func:`plan_conversion`, plus OutputError for the output.
     """
-    conversion = plan_conversion(
-        model,
-        target=target,
-        revision=revision,
-        strict=strict,
-        metadata=metadata,
-        metadata_file=metadata_file,
-        arch=arch,
-        pure=pure,
-        tokenizer_pre=tokenizer_pre,
-        no_vocab=no_vocab,
-    )
-    return write_conversion(conversion, output, force=force, jobs=jobs, on_progress=on_progress)
+    options = (options or ConvertOptions()).updated(**changes)
+    conversion = plan_conversion(model, options)
+    return write_conversion(conversion, output, options, on_progress=on_progress)
 
 
 def write_conversion(
     conversion: Conversion,
     output: str | Path | IO[bytes] | None,
+    options: ConvertOptions | None = None,
     *,
-    force: bool = False,
-    jobs: int | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> Report:
     """Write a planned conversion to a path (atomically) or to an open binary stream."""
+    options = options or ConvertOptions()
     started = time.perf_counter()
     if output is None:
         output = default_output_name(conversion.source, conversion.target)
     if isinstance(output, (str, Path)):
         path = Path(output)
-        with atomic_output(path, force=force) as stream:
-            written = _write(conversion, stream, str(path), jobs, on_progress)
+        with atomic_output(path, force=options.force) as stream:
+            written = _write(conversion, stream, str(path), options.jobs, on_progress)
         label = str(path)
     else:
-        written = _write(conversion, output, "<stream>", jobs, on_progress)
+        written = _write(conversion, output, "<stream>", options.jobs, on_progress)
         label = "-"
     return Report(conversion, label, written, time.perf_counter() - started)
 

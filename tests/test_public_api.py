@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import qconv
 
 
@@ -13,6 +15,8 @@ def test_readme_example_runs_twice_in_one_interpreter(
     tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
     script = f"""
+import pytest
+
 import qconv
 model = {str(tiny_checkpoint)!r}
 first = qconv.convert(model, {str(tmp_path / "a.gguf")!r}, target="q8_0", jobs=1)
@@ -28,3 +32,16 @@ print(first.bytes_written > 0, second.bytes_written > 0, len(header.tensors) > 0
 def test_public_names_are_the_functions_not_modules() -> None:
     assert callable(qconv.convert) and callable(qconv.read_gguf)
     assert set(qconv.__all__) <= set(dir(qconv))
+
+
+def test_options_record_and_keywords_give_the_same_plan(tiny_checkpoint: Path) -> None:
+    by_record = qconv.plan_conversion(str(tiny_checkpoint), qconv.ConvertOptions(target="q4_0"))
+    by_keyword = qconv.plan_conversion(str(tiny_checkpoint), target="q4_0")
+    assert [(p.name, p.qtype) for p in by_record.plans] == [
+        (p.name, p.qtype) for p in by_keyword.plans
+    ]
+
+
+def test_unknown_keyword_is_a_usage_error_naming_it(tiny_checkpoint: Path) -> None:
+    with pytest.raises(qconv.UsageError, match="tpye"):
+        qconv.convert(str(tiny_checkpoint), tpye="q4_0")

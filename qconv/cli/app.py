@@ -184,21 +184,24 @@ def convert(
     ] = False,
 ) -> None:
     """Convert a Hugging Face checkpoint to a GGUF file."""
+    from qconv.options import ConvertOptions
     from qconv.pipeline import default_output_name, plan_conversion, write_conversion
 
     with reported_errors():
-        conversion = plan_conversion(
-            model,
+        options = ConvertOptions(
             target=target,
-            revision=revision,
-            strict=strict,
-            metadata=metadata or (),
-            metadata_file=metadata_file,
-            arch=arch,
             pure=pure,
+            revision=revision,
+            arch=arch,
             tokenizer_pre=tokenizer_pre,
             no_vocab=no_vocab,
+            metadata=tuple(metadata or ()),
+            metadata_file=metadata_file,
+            strict=strict,
+            force=force,
+            jobs=jobs,
         )
+        conversion = plan_conversion(model, options)
         if not quiet:
             for warning in conversion.warnings:
                 typer.echo(f"warning: {warning}", err=True)
@@ -214,9 +217,7 @@ def convert(
             else Path(output or default_output_name(conversion.source, conversion.target))
         )
         with _progress(conversion.data_bytes, quiet) as on_progress:
-            report = write_conversion(
-                conversion, destination, force=force, jobs=jobs, on_progress=on_progress
-            )
+            report = write_conversion(conversion, destination, options, on_progress=on_progress)
         if not quiet:
             size_mb = report.bytes_written / 1e6
             typer.echo(
