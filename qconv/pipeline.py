@@ -28,17 +28,18 @@ import numpy.typing as npt
 
 from qconv import quant
 from qconv.errors import QuantizationError, SourceError
-from qconv.gguf.constants import GGML_QNT_VERSION, Keys
-from qconv.gguf.metadata import KV, kv_uint32, load_metadata_file, merge_kvs, parse_override
+from qconv.gguf.constants import Keys
+from qconv.gguf.metadata import KV, load_metadata_file, merge_kvs, parse_override
 from qconv.gguf.writer import GGUFWriter, alignment_of, atomic_output, encode_header, layout
 from qconv.model.architecture import Architecture, select_architecture
 from qconv.model.card import general_metadata
+from qconv.model.config import ModelConfig
+from qconv.model.hparams import block_count
+from qconv.model.transforms import GeneratedTensor
 from qconv.options import ConvertOptions
 from qconv.plan.plan import ModelFacts, Target, TensorPlan, parse_target, plan_tensors
 from qconv.source import (
     SUPPORTED_DTYPES,
-    GeneratedTensor,
-    PermutedTensor,
     Source,
     TensorData,
     TensorRef,
@@ -102,22 +103,18 @@ def plan_conversion(
     if options.metadata_file is not None:
         overrides = load_metadata_file(options.metadata_file) + overrides
     source = open_source(model, revision=options.revision)
-    architecture = select_architecture(source.config, options.arch)
+    config = ModelConfig.from_json(source.config, _config_path(source))
+    architecture = select_architecture(config, options.arch)
     tensors = _named_tensors(source, architecture)
-    facts = _model_facts(architecture, source)
+    facts = _model_facts(architecture)
     plans = plan_tensors(tensors, chosen, strict=options.strict, facts=facts)
     n_params = sum(_n_elements(plan.shape) for plan in plans)
-    kvs = architecture.header() + general_metadata(source.root, source.config, n_params, model)
-    if architecture.known:
-        kvs += architecture.metadata(source.config, chosen.ftype)
-        if not options.no_vocab:
-            assert source.root is not None
-            kvs += tokenizer_metadata(source.root, source.config, pre=options.tokenizer_pre)
-    else:
-        kvs += [
-            kv_uint32(Keys.FILE_TYPE, chosen.ftype),
-            kv_uint32(Keys.QUANTIZATION_VERSION, GGML_QNT_VERSION),
-        ]
+    values = dict(architecture.config.values)
+    kvs = architecture.header() + general_metadata(source.root, values, n_params, model)
+    kvs += architecture.metadata(chosen.ftype)
+    if architecture.known and not options.no_vocab:
+        assert source.root is not None
+        kvs += tokenizer_metadata(source.root, values, pre=options.tokenizer_pre)
     if chosen.llama_quantize_layout:
         kvs = _llama_quantize_kv_order(kvs)
     kvs = merge_kvs(kvs, overrides)
@@ -127,24 +124,20 @@ def plan_conversion(
     encode_header(kvs, layout([(p.name, p.shape, p.qtype) for p in plans], alignment), alignment)
     warnings = _fallback_warnings(plans)
     if not architecture.known:
-        warnings.insert(0, _generic_warning(source, architecture))
+        warnings.insert(0, _generic_warning(architecture))
     return Conversion(source, chosen, kvs, plans, warnings)
+
+
+def _config_path(source: Source) -> Path | None:
+    return source.root / "config.json" if source.root is not None else None
 
 
 def _named_tensors(source: Source, architecture: Architecture) -> list[tuple[str, TensorData]]:
     """(GGUF name, data) in llama.cpp's converter order: generated tensors, then the rest."""
     named: list[tuple[str, TensorData]] = [
-        (name, GeneratedTensor(name, values))
-        for name, values in architecture.extra_tensors(source.config)
+        (name, GeneratedTensor(name, values)) for name, values in architecture.extra_tensors()
     ]
-    for ref in source.tensors:
-        gguf_name = architecture.gguf_name(ref.name)
-        if gguf_name is None:
-            continue
-        data = _checked(ref)
-        order = architecture.row_order(ref.name, ref.shape, source.config)
-        named.append((gguf_name, data if order is None else PermutedTensor(data, order, ref.name)))
-    return named
+    return named + architecture.tensors([_checked(ref) for ref in source.tensors])
 
 
 MAX_LISTED_FALLBACKS = 3
@@ -163,16 +156,17 @@ def _fallback_warnings(plans: Sequence[TensorPlan]) -> list[str]:
     ]
 
 
-def _model_facts(architecture: Architecture, source: Source) -> ModelFacts:
-    config = source.config
-    n_head = int(config.get("num_attention_heads") or 1)
-    n_head_kv = int(config.get("num_key_value_heads") or n_head)
-    n_layer = config.get("num_hidden_layers")
+def _model_facts(architecture: Architecture) -> ModelFacts:
+    config = architecture.config
+    if not architecture.known:
+        return ModelFacts(arch=architecture.name)
+    n_head = config.optional_int("num_attention_heads", minimum=1) or 1
+    n_head_kv = config.optional_int("num_key_value_heads", minimum=1) or n_head
     return ModelFacts(
-        arch=architecture.name,
-        n_layer=int(n_layer) if n_layer is not None else None,
-        n_expert=int(config.get("num_local_experts") or config.get("num_experts") or 0),
-        n_gqa=max(1, n_head // max(1, n_head_kv)),
+        arch=architecture.quant_arch,
+        n_layer=block_count(config),
+        n_expert=config.first_int(("num_local_experts", "num_experts")) or 0,
+        n_gqa=max(1, n_head // n_head_kv),
     )
 
 
@@ -183,14 +177,10 @@ def _llama_quantize_kv_order(kvs: list[KV]) -> list[KV]:
     return [kv for kv in kvs if kv.key not in last] + moved
 
 
-def _generic_warning(source: Source, architecture: Architecture) -> str:
-    if not source.config:
-        why = "no config.json"
-    else:
-        why = f"architecture {architecture.name!r} is not one qconv maps"
+def _generic_warning(architecture: Architecture) -> str:
     return (
-        f"{why}: converting in generic mode (Hugging Face tensor names kept); llama.cpp will not "
-        "run this file. Use --arch to choose an architecture."
+        f"--arch generic: architecture {architecture.name!r} written with Hugging Face tensor "
+        "names; llama.cpp will not run this file"
     )
 
 

@@ -46,7 +46,11 @@ def test_every_error_kind_has_a_distinct_exit_code() -> None:
         (["convert", "{model}", "-m", "novalue"], 2, "expected KEY=VALUE"),
         (["convert", "{tmp}/missing"], 3, "no such file or folder"),
         (["convert", "{tmp}/bad.safetensors"], 4, "not valid JSON"),
-        (["convert", "{tmp}/odd.safetensors", "-t", "q8_0", "--strict"], 5, "--strict forbids"),
+        (
+            ["convert", "{tmp}/odd.safetensors", "--arch", "generic", "-t", "q8_0", "--strict"],
+            5,
+            "--strict forbids",
+        ),
         (["convert", "{model}", "-t", "f16", "-o", "{tmp}/exists.gguf"], 6, "already exists"),
         (["info", "{tmp}/bad.safetensors"], 4, "bad.safetensors"),
         (["info", "{tmp}/missing.gguf"], 3, "missing.gguf"),
@@ -107,7 +111,9 @@ def test_fallback_is_reported_on_stderr(tmp_path: Path) -> None:
 
     model = tmp_path / "odd.safetensors"
     write_safetensors(model, {"w.weight": ("F32", np.ones((2, 33), dtype=np.float32))})
-    code, _, stderr = run("convert", str(model), "-t", "q8_0", "-o", str(tmp_path / "o.gguf"))
+    code, _, stderr = run(
+        "convert", str(model), "--arch", "generic", "-t", "q8_0", "-o", str(tmp_path / "o.gguf")
+    )
     assert code == 0 and "warning: w.weight: default Q8_0; fallback: row 33 % 32 -> F16" in stderr
 
 
@@ -117,7 +123,15 @@ def test_quiet_silences_summary_and_warnings(tmp_path: Path) -> None:
     model = tmp_path / "odd.safetensors"
     write_safetensors(model, {"w.weight": ("F32", np.ones((2, 33), dtype=np.float32))})
     code, stdout, stderr = run(
-        "convert", str(model), "-t", "q8_0", "-o", str(tmp_path / "o.gguf"), "-q"
+        "convert",
+        str(model),
+        "--arch",
+        "generic",
+        "-t",
+        "q8_0",
+        "-o",
+        str(tmp_path / "o.gguf"),
+        "-q",
     )
     assert code == 0 and stderr == "" and stdout.strip().endswith("o.gguf")
 
@@ -203,7 +217,8 @@ def test_ctrl_c_mid_conversion_exits_130_and_leaves_no_file(tmp_path: Path) -> N
     write_safetensors(model, {f"w{i}.weight": ("F32", rows) for i in range(2)})
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    cmd = [sys.executable, "-m", "qconv", "convert", str(model), "-t", "q4_k", "--pure"]
+    cmd = [sys.executable, "-m", "qconv", "convert", str(model), "--arch", "generic"]
+    cmd += ["-t", "q4_k", "--pure"]
     process = subprocess.Popen(
         [*cmd, "-o", str(out_dir / "m.gguf")], env=_env(), stderr=subprocess.PIPE, text=True
     )

@@ -158,7 +158,7 @@ def test_streaming_to_a_binary_stream_matches_the_file(
 
 
 def test_mixed_dtypes_norms_biases_and_fallbacks_are_planned(mixed_checkpoint: Path) -> None:
-    conversion = plan_conversion(str(mixed_checkpoint), target="q4_0")
+    conversion = plan_conversion(str(mixed_checkpoint), target="q4_0", arch="generic")
     types = {p.name: (p.qtype, p.reason) for p in conversion.plans}
     assert types["w.f32.weight"][0] == GGMLType.Q4_0
     assert types["w.f16.weight"][0] == GGMLType.Q4_0
@@ -167,12 +167,12 @@ def test_mixed_dtypes_norms_biases_and_fallbacks_are_planned(mixed_checkpoint: P
     assert types["odd.weight"][0] == GGMLType.F16
     assert "100" in types["odd.weight"][1]
     assert conversion.warnings[-1] == f"odd.weight: {types['odd.weight'][1]}"
-    assert "generic mode" in conversion.warnings[0]  # no config.json: names kept, user told
+    assert "llama.cpp will not run" in conversion.warnings[0]  # generic: names kept, user told
 
 
 def test_strict_turns_a_fallback_into_an_error(mixed_checkpoint: Path) -> None:
     with pytest.raises(QuantizationError, match="odd.weight.*--strict"):
-        plan_conversion(str(mixed_checkpoint), target="q4_0", strict=True)
+        plan_conversion(str(mixed_checkpoint), target="q4_0", strict=True, arch="generic")
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
@@ -186,7 +186,7 @@ def test_non_finite_weights_fail_naming_the_tensor_and_leave_no_file(
     write_safetensors(model, {**good, "bad.weight": ("F32", values)})
     out = tmp_path / "out.gguf"
     with pytest.raises(QuantizationError, match=r"bad.weight.*\[2, 5\].*nan"):
-        convert(str(model), out, target="q8_0", jobs=jobs)
+        convert(str(model), out, target="q8_0", jobs=jobs, arch="generic")
     assert list(tmp_path.iterdir()) == [model]
 
 
@@ -199,7 +199,7 @@ def test_unsupported_dtype_names_file_tensor_and_supported_types(
     with pytest.raises(
         SourceError, match=rf"ints.safetensors: tensor 'ids.weight' is {dtype}.*BF16"
     ):
-        plan_conversion(str(model), target="q8_0")
+        plan_conversion(str(model), target="q8_0", arch="generic")
 
 
 def test_existing_output_needs_force(tiny_checkpoint: Path, tmp_path: Path) -> None:
@@ -268,7 +268,7 @@ def test_a_big_tensor_is_read_in_8_mib_row_chunks(tmp_path: Path) -> None:
     write_safetensors(model, {"big.weight": ("F32", np.ones((4096, 4096), dtype=np.float32))})
     from qconv.pipeline import _chunks
 
-    plans = plan_conversion(str(model), target="q8_0").plans
+    plans = plan_conversion(str(model), target="q8_0", arch="generic").plans
     chunks = _chunks(plans)
     assert len(chunks) == 8 and all(stop - start == 512 for _, start, stop in chunks)
 
@@ -302,7 +302,7 @@ def test_overlong_tensor_name_fails_at_planning_with_no_output(tmp_path: Path) -
     model = tmp_path / "long.safetensors"
     write_safetensors(model, {"x" * 70 + ".weight": ("F32", np.ones((2, 32), dtype=np.float32))})
     with pytest.raises(UsageError, match="77 bytes; GGUF allows at most 63"):
-        plan_conversion(str(model), target="q8_0")
+        plan_conversion(str(model), target="q8_0", arch="generic")
 
 
 def test_many_fallbacks_are_summarized_in_one_warning(tmp_path: Path) -> None:
@@ -312,7 +312,7 @@ def test_many_fallbacks_are_summarized_in_one_warning(tmp_path: Path) -> None:
         for i in range(6)
     }
     write_safetensors(model, tensors)
-    conversion = plan_conversion(str(model), target="q8_0")
+    conversion = plan_conversion(str(model), target="q8_0", arch="generic")
     fallback_lines = [w for w in conversion.warnings if "fell back" in w]
     assert fallback_lines == [
         "6 of 6 tensors fell back to another type because their row length is not a multiple "

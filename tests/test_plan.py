@@ -7,8 +7,8 @@ import pytest
 
 from qconv.errors import QuantizationError, UsageError
 from qconv.gguf.constants import GGMLType, LlamaFileType
+from qconv.model.transforms import GeneratedTensor
 from qconv.plan.plan import ModelFacts, keeps_f32, parse_target, plan_tensors
-from qconv.source import GeneratedTensor
 
 
 def tensor(name: str, *shape: int, dtype: str = "F32") -> tuple[str, GeneratedTensor]:

@@ -11,7 +11,8 @@ import pytest
 from synthetic import to_bf16_bits, write_safetensors
 
 from qconv.errors import FormatError, SourceError
-from qconv.source import PermutedTensor, open_source, read_safetensors_header
+from qconv.model.transforms import PermutedTensor
+from qconv.source import open_source, read_safetensors_header
 
 
 def test_header_entries_become_sorted_refs_with_absolute_offsets(tmp_path: Path) -> None:

@@ -1,143 +1,99 @@
-"""Architecture layer: which llama.cpp architecture a checkpoint is, and what that implies.
+"""Which llama.cpp architecture a checkpoint is, and what that implies for its file.
 
-:func:`select_architecture` picks a family from config.json (``architectures[0]``, then
-``model_type``). The returned :class:`Architecture` answers every per-architecture question
-convert.py has: the GGUF name of each HF tensor (or ``None`` to drop it), the row permutation to
-apply while reading, the hyperparameter metadata in the order llama.cpp's converter writes it, and
-extra tensors llama.cpp needs (``rope_freqs`` for Llama 3 rope scaling).
+:func:`select_architecture` picks a family spec from config.json (``architectures[0]``, then
+``model_type``), or the one ``--arch`` names. The returned :class:`Architecture` holds the spec and
+the :class:`ModelConfig` seen through that family's transformers defaults, and answers the
+pipeline's questions: the header KVs, the hyperparameter KVs, the tensors in converter order.
 
-Adding an architecture = one module with a :class:`~qconv.model.spec.Family` value, listed in
-``FAMILIES``. An architecture qconv does not know converts in generic mode (HF tensor names kept,
-``general.architecture`` = ``model_type``); llama.cpp will not run such a file.
+An architecture qconv does not map is refused unless ``--arch generic`` asks for a generic file
+(Hugging Face tensor names kept, ``general.architecture`` = ``model_type``), which llama.cpp does
+not run.
 
 KV order for a whole file, as convert_hf_to_gguf.py writes it::
 
-    arch.header() + general_metadata(...) + arch.metadata(config, file_type)
-    + tokenizer_metadata(...)
+    header() + general_metadata(...) + metadata(file_type) + tokenizer_metadata(...)
 
-Tensor order: ``arch.extra_tensors(config)`` first, then the checkpoint's tensors.
+Tensor order: ``extra_tensors()`` first, then the mapped checkpoint tensors.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from qconv.errors import SourceError, UsageError
-from qconv.gguf.metadata import KV, kv_string
-from qconv.model.families import llama, mistral, qwen2, qwen3
+from qconv.gguf.constants import GGML_QNT_VERSION, Keys
+from qconv.gguf.metadata import KV, kv_string, kv_uint32
+from qconv.model.config import ModelConfig
+from qconv.model.families import SPECS
 from qconv.model.hparams import hyperparameters, llama3_rope_factors, rope_parameters
-from qconv.model.spec import DROPPED_SUFFIXES, GLOBAL_TENSORS, Family
+from qconv.model.mapping import GENERIC, map_tensors
+from qconv.model.spec import ArchSpec
+from qconv.source import TensorData
 
-__all__ = ["FAMILIES", "GENERIC", "Architecture", "Family", "select_architecture"]
-
-FAMILIES: tuple[Family, ...] = (llama.FAMILY, mistral.FAMILY, qwen2.FAMILY, qwen3.FAMILY)
-GENERIC = "generic"
-
-_LAYER = re.compile(r"model\.layers\.(\d+)\.(.+)\.(weight|bias)")
-_GLOBAL = re.compile(r"(.+)\.(weight|bias)")
+__all__ = ["GENERIC", "Architecture", "select_architecture"]
 
 
 @dataclass(frozen=True, slots=True)
 class Architecture:
-    """The chosen architecture; ``family`` is None in generic mode (``known`` False)."""
+    """The chosen architecture; ``spec`` is None in generic mode (``known`` False)."""
 
     name: str
-    known: bool
-    family: Family | None = None
+    config: ModelConfig
+    spec: ArchSpec | None = None
+
+    @property
+    def known(self) -> bool:
+        return self.spec is not None
 
     def header(self) -> list[KV]:
         """``general.architecture`` and ``general.type``: the first two KVs of every file."""
         return [kv_string("general.architecture", self.name), kv_string("general.type", "model")]
 
-    def gguf_name(self, hf_name: str) -> str | None:
-        """GGUF name of ``hf_name``; None for buffers llama.cpp recomputes (rotary inv_freq).
-
-        Raises:
-            SourceError: a known architecture has no GGUF name for the tensor (llama.cpp would not
-                load the file); the message names the tensor and the ways out.
-        """
-        if hf_name.endswith(DROPPED_SUFFIXES):
-            return None
-        if self.family is None:
-            return hf_name
-        if match := _LAYER.fullmatch(hf_name):
-            block, path, kind = match.groups()
-            if path in self.family.layer_tensors:
-                return f"blk.{int(block)}.{self.family.layer_tensors[path]}.{kind}"
-        elif (match := _GLOBAL.fullmatch(hf_name)) and match.group(1) in GLOBAL_TENSORS:
-            return f"{GLOBAL_TENSORS[match.group(1)]}.{match.group(2)}"
-        raise SourceError(
-            f"tensor {hf_name!r} has no GGUF name in architecture {self.name!r}, so llama.cpp "
-            f"could not load the file; if the checkpoint is a variant qconv does not know yet, "
-            f"convert with --arch {GENERIC} to keep Hugging Face names (llama.cpp will not run it)"
-        )
-
-    def row_order(
-        self, hf_name: str, shape: tuple[int, ...], config: dict[str, Any]
-    ) -> npt.NDArray[np.int64] | None:
-        """Row permutation to read ``hf_name`` in (``rows = source[perm]``); None = as stored.
-
-        Llama-family q_proj/k_proj rows are regrouped per head from HF's half-split RoPE layout to
-        the interleaved pairs llama.cpp rotates (convert_hf_to_gguf.py's ``LlamaModel.permute``).
-
-        Raises:
-            SourceError: the row count does not split into the configured heads.
-        """
-        if self.family is None or not self.family.permute_qk:
-            return None
-        if hf_name.endswith(("self_attn.q_proj.weight", "self_attn.q_proj.bias")):
-            n_head = _int(config, "num_attention_heads")
-        elif hf_name.endswith(("self_attn.k_proj.weight", "self_attn.k_proj.bias")):
-            n_head = _int(config, "num_key_value_heads", _int(config, "num_attention_heads"))
-        else:
-            return None
-        rows = shape[0]
-        if n_head <= 0 or rows % (2 * n_head):
-            raise SourceError(
-                f"tensor {hf_name!r}: {rows} rows do not split into {n_head} heads of even size "
-                f"(config.json num_attention_heads / num_key_value_heads)"
-            )
-        perm = np.arange(rows, dtype=np.int64).reshape(n_head, 2, rows // n_head // 2)
-        return np.ascontiguousarray(perm.swapaxes(1, 2)).reshape(rows)
-
-    def metadata(self, config: dict[str, Any], file_type: int) -> list[KV]:
+    def metadata(self, file_type: int) -> list[KV]:
         """Hyperparameter KVs (with general.file_type and general.quantization_version in place).
 
         Raises:
-            SourceError: config.json lacks a value llama.cpp requires (layer count, sizes).
+            SourceError / FormatError: config.json lacks a value llama.cpp requires or holds a
+                wrong one; the message names the key.
         """
-        return hyperparameters(self.name, self.family, config, file_type)
+        if self.spec is None:
+            return [
+                kv_uint32(Keys.FILE_TYPE, file_type),
+                kv_uint32(Keys.QUANTIZATION_VERSION, GGML_QNT_VERSION),
+            ]
+        return hyperparameters(self.spec, self.name, self.config, file_type)
 
-    def extra_tensors(self, config: dict[str, Any]) -> list[tuple[str, npt.NDArray[np.float32]]]:
+    def tensors(self, source_tensors: Sequence[TensorData]) -> list[tuple[str, TensorData]]:
+        """(GGUF name, data) in the converter's order; the source's names in generic mode."""
+        if self.spec is None:
+            return [(data.name, data) for data in source_tensors]
+        return map_tensors(self.spec, self.config, source_tensors)
+
+    def extra_tensors(self) -> list[tuple[str, npt.NDArray[np.float32]]]:
         """Tensors llama.cpp needs that the checkpoint lacks; written before all others."""
-        if self.family is None or not self.family.llama3_rope:
+        if self.spec is None or not self.spec.llama3_rope:
             return []
-        params = rope_parameters(config)
+        params = rope_parameters(self.config)
         if str(params.get("rope_type", "")).lower() != "llama3":
             return []
-        return [("rope_freqs.weight", llama3_rope_factors(self.family, config, params))]
+        return [("rope_freqs.weight", llama3_rope_factors(self.config, params))]
 
-    def tied_embeddings(self, hf_names: list[str]) -> bool:
-        """True when there is no lm_head: llama.cpp then reuses token_embd, so nothing is added.
-
-        convert_hf_to_gguf.py writes no output.weight in that case either; convert may report it.
-        """
-        return self.family is not None and "lm_head.weight" not in hf_names
+    @property
+    def quant_arch(self) -> str:
+        """The architecture name llama-quantize's rules see."""
+        return (self.spec.quant_arch if self.spec else "") or self.name
 
 
-def _int(config: dict[str, Any], key: str, default: int | None = None) -> int:
-    value = config.get(key, default)
-    if value is None:
-        raise SourceError(f"config.json has no {key!r}")
-    return int(value)
+def _known_names() -> str:
+    names = sorted({n for spec in SPECS for n in (*spec.hf_architectures, spec.name)})
+    return ", ".join(names)
 
 
-def select_architecture(config: dict[str, Any], forced: str | None = None) -> Architecture:
+def select_architecture(config: ModelConfig, forced: str | None = None) -> Architecture:
     """Choose the architecture from config.json, or the one named by ``--arch``.
 
     ``forced`` may be a GGUF architecture name, an HF architecture class, a model_type, or
@@ -145,34 +101,40 @@ def select_architecture(config: dict[str, Any], forced: str | None = None) -> Ar
 
     Raises:
         UsageError: ``forced`` names no architecture qconv knows.
+        SourceError: config.json names an architecture qconv does not map (or there is none).
     """
-    model_type = str(config.get("model_type") or "unknown")
+    model_type = config.model_type or "unknown"
+    if forced == GENERIC:
+        return Architecture(model_type, config)
     if forced is not None:
-        if forced == GENERIC:
-            return Architecture(model_type, known=False)
-        family = _lookup(forced, forced)
-        if family is None:
-            names = sorted(
-                {f.name for f in FAMILIES} | {t for f in FAMILIES for t in f.model_types}
-            )
+        spec = _lookup(forced, forced)
+        if spec is None:
             raise UsageError(
                 f"--arch {forced!r} is not an architecture qconv knows "
-                f"(known: {', '.join(names)}, or {GENERIC})"
+                f"(known: {_known_names()}, or {GENERIC})"
             )
-        return Architecture(family.name, known=True, family=family)
-    architectures = config.get("architectures") or []
-    hf_arch = str(architectures[0]) if architectures else ""
-    family = _lookup(hf_arch, model_type)
-    if family is None:
-        return Architecture(model_type, known=False)
-    return Architecture(family.name, known=True, family=family)
+    else:
+        hf_arch = config.architectures[0] if config.architectures else ""
+        spec = _lookup(hf_arch, model_type)
+        if spec is None:
+            what = (
+                f"architecture {hf_arch or model_type!r} in {config.label}"
+                if config.values
+                else "no config.json beside the weights, so the architecture"
+            )
+            raise SourceError(
+                f"{what} is not one qconv maps (it maps {_known_names()}); "
+                f"--arch {GENERIC} writes a file with Hugging Face tensor names, which llama.cpp "
+                "will not run"
+            )
+    return Architecture(spec.name, config.with_defaults(spec.defaults, spec.derive), spec)
 
 
-def _lookup(hf_arch: str, model_type: str) -> Family | None:
-    for family in FAMILIES:
-        if hf_arch in family.hf_architectures:
-            return family
-    for family in FAMILIES:
-        if model_type in family.model_types or (model_type == family.name and hf_arch == ""):
-            return family
+def _lookup(hf_arch: str, model_type: str) -> ArchSpec | None:
+    for spec in SPECS:
+        if hf_arch in spec.hf_architectures:
+            return spec
+    for spec in SPECS:
+        if model_type in spec.model_types or (model_type == spec.name and hf_arch == ""):
+            return spec
     return None

@@ -1,16 +1,33 @@
-"""The table one architecture family is made of, and the tensor names most families share.
+"""ArchSpec: one architecture family described as data.
 
-A family module (llama.py, qwen2.py, …) is a single :class:`Family` value: which config.json
-``architectures`` / ``model_type`` select it, how HF tensor names map to GGUF names, whether Q/K
-rows are permuted, and the config defaults transformers fills in (convert_hf_to_gguf.py reads
-config.json through transformers' AutoConfig, so a missing key takes the transformers default).
+A family module (qconv/model/families/*.py) is a single :class:`ArchSpec` value: which
+config.json ``architectures`` / ``model_type`` select it, the transformers defaults its config
+class fills in, how Hugging Face tensor names map to GGUF names, which transforms from
+qconv.model.transforms apply to which GGUF tensors, how experts are stacked, and the family's own
+hyperparameter keys. Anything no table entry covers is a small named function the spec references.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from qconv.gguf.metadata import KV
+    from qconv.model.config import ModelConfig
+
+__all__ = [
+    "ATTENTION_TENSORS",
+    "BASE_TENSORS",
+    "DROPPED_SUFFIXES",
+    "GLOBAL_TENSORS",
+    "ArchSpec",
+    "ExpertSpec",
+    "FusedSpec",
+    "derive_kv_heads",
+    "derive_llama",
+]
 
 # HF names outside the layers -> GGUF names (llama.cpp's gguf-py tensor_mapping.py vocabulary).
 GLOBAL_TENSORS: Mapping[str, str] = {
@@ -39,16 +56,73 @@ DROPPED_SUFFIXES = (".rotary_emb.inv_freq", ".attn.masked_bias", ".attn.bias")
 
 
 @dataclass(frozen=True, slots=True)
-class Family:
+class ExpertSpec:
+    """Per-expert tensors stacked into one 3-D tensor per layer and projection.
+
+    ``path`` is a regular expression over the HF path inside ``model.layers.N.`` with two groups,
+    the expert index and the projection name; ``names`` maps projection -> GGUF name. When a layer
+    has all ``n_expert × len(names)`` tensors (the converter's buffer is full), the stacks are
+    emitted in ``order``, each in expert-index order (``torch.stack(dim=0)``).
+    """
+
+    path: str
+    names: Mapping[str, str]
+    order: tuple[str, ...]
+    count_keys: tuple[str, ...] = ("num_local_experts", "num_experts")
+
+
+@dataclass(frozen=True, slots=True)
+class FusedSpec:
+    """A fused HF tensor split into equal parts along its second-to-last axis, in order."""
+
+    path: str  # HF path inside model.layers.N. (without .weight)
+    parts: tuple[str, ...]  # GGUF names of the parts, first rows first
+
+
+@dataclass(frozen=True, slots=True)
+class ArchSpec:
     """One architecture family: everything qconv needs to write a file llama.cpp runs."""
 
     name: str  # GGUF general.architecture
     hf_architectures: tuple[str, ...]
     model_types: tuple[str, ...]
     layer_tensors: Mapping[str, str]
-    permute_qk: bool = False
+    global_tensors: Mapping[str, str] = field(default_factory=lambda: dict(GLOBAL_TENSORS))
+    # GGUF tensor kinds (``attn_q``) -> names of transforms (qconv.model.mapping.TRANSFORMS).
+    transforms: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    experts: ExpertSpec | None = None
+    fused: tuple[FusedSpec, ...] = ()
+    # transformers config-class defaults, which convert_hf_to_gguf.py sees through AutoConfig.
     defaults: Mapping[str, Any] = field(default_factory=dict)
-    # Keys convert_hf_to_gguf.py writes after general.file_type for this family, in its order.
+    # Values transformers derives from others (head_dim = hidden_size // heads for Llama).
+    derive: Callable[[dict[str, Any]], None] | None = None
+    # The family's own keys, written after general.file_type (its set_gguf_parameters after
+    # super()), in order.
+    family_keys: Callable[[ArchSpec, ModelConfig], list[KV]] | None = None
+    # Keys of the llama base class written after general.file_type (vocab_size, rope dims).
     trailing_keys: tuple[str, ...] = ()
     # Llama 3 style rope scaling is stored as a rope_freqs tensor instead of metadata.
     llama3_rope: bool = False
+    # Architecture name llama-quantize's rules see (general.architecture), when it differs.
+    quant_arch: str = ""
+
+    @property
+    def permutes_qk(self) -> bool:
+        return any("permute_qk" in names for names in self.transforms.values())
+
+    def select_names(self) -> tuple[str, ...]:
+        return (self.name, *self.hf_architectures, *self.model_types)
+
+
+def derive_kv_heads(values: dict[str, Any]) -> None:
+    """transformers' configs: ``num_key_value_heads`` None means one KV head per query head."""
+    if values.get("num_attention_heads") is not None:
+        values.setdefault("num_key_value_heads", values["num_attention_heads"])
+
+
+def derive_llama(values: dict[str, Any]) -> None:
+    """LlamaConfig / MistralConfig also derive ``head_dim = hidden_size // num_attention_heads``."""
+    derive_kv_heads(values)
+    heads, hidden = values.get("num_attention_heads"), values.get("hidden_size")
+    if "head_dim" not in values and isinstance(heads, int) and isinstance(hidden, int) and heads:
+        values["head_dim"] = hidden // heads

@@ -25,8 +25,6 @@ from qconv.errors import FormatError, SourceError
 
 __all__ = [
     "SUPPORTED_DTYPES",
-    "GeneratedTensor",
-    "PermutedTensor",
     "Source",
     "TensorData",
     "TensorRef",
@@ -106,47 +104,6 @@ class TensorRef:
         if self.dtype == "BF16":
             return (raw.astype(np.uint32) << 16).view(np.float32)
         return raw.astype(np.float32)
-
-
-@dataclass(frozen=True, slots=True)
-class PermutedTensor:
-    """A tensor whose rows are reordered before conversion (llama's Q/K RoPE layout)."""
-
-    base: TensorData
-    row_order: npt.NDArray[np.intp]
-    name: str = ""
-
-    @property
-    def dtype(self) -> str:
-        return self.base.dtype
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self.base.shape
-
-    def read_rows(self, start: int, stop: int) -> npt.NDArray[np.float32]:
-        wanted = self.row_order[start:stop]
-        if len(wanted) == 0:
-            return self.base.read_rows(0, 0)
-        low, high = int(wanted.min()), int(wanted.max()) + 1
-        span = self.base.read_rows(low, high)
-        return np.ascontiguousarray(span[wanted - low])
-
-
-@dataclass(frozen=True, slots=True)
-class GeneratedTensor:
-    """A tensor computed by qconv (e.g. rope_freqs), held in memory; it is small."""
-
-    name: str
-    values: npt.NDArray[np.float32]
-    dtype: str = "F32"
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.values.shape)
-
-    def read_rows(self, start: int, stop: int) -> npt.NDArray[np.float32]:
-        return np.asarray(self.values, dtype=np.float32).reshape(-1, self.shape[-1])[start:stop]
 
 
 @dataclass(frozen=True, slots=True)

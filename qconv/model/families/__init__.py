@@ -1,1 +1,8 @@
-"""One small data module per architecture family."""
+"""One small data module per architecture family; SPECS lists them in lookup order."""
+
+from __future__ import annotations
+
+from qconv.model.families import llama, mistral, qwen2, qwen3
+from qconv.model.spec import ArchSpec
+
+SPECS: tuple[ArchSpec, ...] = (llama.SPEC, mistral.SPEC, qwen2.SPEC, qwen3.SPEC)

@@ -8,16 +8,18 @@ qconv does the same with a row permutation applied while reading, so no tensor i
 
 from __future__ import annotations
 
-from qconv.model.spec import ATTENTION_TENSORS, BASE_TENSORS, Family
+from qconv.model.spec import ATTENTION_TENSORS, BASE_TENSORS, ArchSpec, derive_llama
 
-FAMILY = Family(
+SPEC = ArchSpec(
     name="llama",
     hf_architectures=("LlamaForCausalLM", "LLaMAForCausalLM"),
     model_types=("llama",),
     layer_tensors={**BASE_TENSORS, **ATTENTION_TENSORS},
-    permute_qk=True,
+    transforms={"attn_q": ("permute_qk",), "attn_k": ("permute_qk",)},
     # transformers.LlamaConfig defaults, which convert_hf_to_gguf.py sees through AutoConfig.
+    derive=derive_llama,
     defaults={
+        "vocab_size": 32000,
         "max_position_embeddings": 2048,
         "rms_norm_eps": 1e-6,
         "rope_theta": 10000.0,

@@ -6,15 +6,17 @@ defaults differ (transformers.MistralConfig).
 
 from __future__ import annotations
 
-from qconv.model.spec import ATTENTION_TENSORS, BASE_TENSORS, Family
+from qconv.model.spec import ATTENTION_TENSORS, BASE_TENSORS, ArchSpec, derive_llama
 
-FAMILY = Family(
+SPEC = ArchSpec(
     name="llama",
     hf_architectures=("MistralForCausalLM",),
     model_types=("mistral",),
     layer_tensors={**BASE_TENSORS, **ATTENTION_TENSORS},
-    permute_qk=True,
+    transforms={"attn_q": ("permute_qk",), "attn_k": ("permute_qk",)},
+    derive=derive_llama,
     defaults={
+        "vocab_size": 32000,
         "max_position_embeddings": 4096 * 32,
         "rms_norm_eps": 1e-6,
         "rope_theta": 10000.0,

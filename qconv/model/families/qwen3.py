@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from qconv.model.spec import ATTENTION_TENSORS, BASE_TENSORS, Family
+from qconv.model.spec import ATTENTION_TENSORS, BASE_TENSORS, ArchSpec, derive_kv_heads
 
-FAMILY = Family(
+SPEC = ArchSpec(
     name="qwen3",
     hf_architectures=("Qwen3ForCausalLM",),
     model_types=("qwen3",),
@@ -14,8 +14,9 @@ FAMILY = Family(
         "self_attn.q_norm": "attn_q_norm",
         "self_attn.k_norm": "attn_k_norm",
     },
-    permute_qk=False,
+    derive=derive_kv_heads,
     defaults={
+        "vocab_size": 151936,
         "max_position_embeddings": 32768,
         "rms_norm_eps": 1e-6,
         "rope_theta": 10000.0,

@@ -1,0 +1,187 @@
+"""From the checkpoint's tensors to the GGUF tensors, in llama.cpp's converter order.
+
+:func:`map_tensors` walks the source tensors in the converter's order (shards in order, names sorted
+within a shard) and, per the architecture's spec, renames each one, applies its transforms (views
+from qconv.model.transforms), splits fused tensors, and buffers per-expert tensors until a layer's
+set is complete, then emits the stacks in the spec's order, exactly when the converter's
+``modify_tensors`` would. Nothing here reads tensor data.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from qconv.errors import SourceError
+from qconv.model.config import ModelConfig
+from qconv.model.spec import DROPPED_SUFFIXES, ArchSpec
+from qconv.model.transforms import (
+    PermutedTensor,
+    RowSlice,
+    ShiftedTensor,
+    StackedTensor,
+    qk_row_order,
+)
+from qconv.source import TensorData
+
+__all__ = ["TRANSFORMS", "TransformContext", "map_tensors"]
+
+_LAYER = re.compile(r"model\.layers\.(\d+)\.(.+)\.(weight|bias)")
+_GLOBAL = re.compile(r"(.+)\.(weight|bias)")
+GENERIC = "generic"
+
+
+@dataclass(frozen=True, slots=True)
+class TransformContext:
+    """What a transform may ask: the tensor's names, the config, the spec."""
+
+    hf_name: str
+    gguf_name: str
+    config: ModelConfig
+    spec: ArchSpec
+
+
+def permute_qk(data: TensorData, ctx: TransformContext) -> TensorData:
+    """Llama's RoPE row order for attn_q (query heads) and attn_k (key/value heads)."""
+    n_head = ctx.config.integer("num_attention_heads", minimum=1)
+    if ".attn_k." in ctx.gguf_name:
+        n_head = ctx.config.integer("num_key_value_heads", n_head, minimum=1)
+    rows = data.shape[0]
+    if rows % (2 * n_head):
+        raise SourceError(
+            f"tensor {ctx.hf_name!r}: {rows} rows do not split into {n_head} heads of even size "
+            f"({ctx.config.label}: num_attention_heads / num_key_value_heads)"
+        )
+    return PermutedTensor(data, qk_row_order(rows, n_head), ctx.hf_name)
+
+
+def norm_plus_one(data: TensorData, ctx: TransformContext) -> TensorData:
+    """Gemma stores RMS norm weights as w − 1; llama.cpp multiplies by w."""
+    return ShiftedTensor(ctx.hf_name, data, 1.0)
+
+
+# The transform library: a spec names these per GGUF tensor kind.
+TRANSFORMS: Mapping[str, Callable[[TensorData, TransformContext], TensorData]] = {
+    "permute_qk": permute_qk,
+    "norm_plus_one": norm_plus_one,
+}
+
+
+def _kind(gguf_name: str) -> str:
+    """``blk.3.attn_q.weight`` -> ``attn_q``; ``token_embd.weight`` -> ``token_embd``."""
+    parts = gguf_name.split(".")
+    return parts[2] if parts[0] == "blk" else parts[0]
+
+
+def _rename(spec: ArchSpec, hf_name: str) -> tuple[str, int | None, str] | None:
+    """(GGUF name, layer, HF path inside the layer) for a plainly renamed tensor."""
+    if match := _LAYER.fullmatch(hf_name):
+        block, path, suffix = match.groups()
+        if path in spec.layer_tensors:
+            return f"blk.{int(block)}.{spec.layer_tensors[path]}.{suffix}", int(block), path
+        return None
+    if (match := _GLOBAL.fullmatch(hf_name)) and match.group(1) in spec.global_tensors:
+        return f"{spec.global_tensors[match.group(1)]}.{match.group(2)}", None, match.group(1)
+    return None
+
+
+def _unmapped(spec: ArchSpec, hf_name: str) -> SourceError:
+    return SourceError(
+        f"tensor {hf_name!r} has no GGUF name in architecture {spec.name!r}, so llama.cpp could "
+        f"not load the file; if the checkpoint is a variant qconv does not know yet, convert with "
+        f"--arch {GENERIC} to keep Hugging Face names (llama.cpp will not run it)"
+    )
+
+
+def _transformed(data: TensorData, hf_name: str, gguf_name: str, spec: ArchSpec,
+                 config: ModelConfig) -> TensorData:  # fmt: skip
+    for transform in spec.transforms.get(_kind(gguf_name), ()):
+        data = TRANSFORMS[transform](data, TransformContext(hf_name, gguf_name, config, spec))
+    return data
+
+
+class _ExpertBuffer:
+    """Per-layer buffers of per-expert tensors, emptied as the converter empties its own."""
+
+    def __init__(self, spec: ArchSpec, config: ModelConfig) -> None:
+        assert spec.experts is not None
+        self.experts = spec.experts
+        self.pattern = re.compile(spec.experts.path)
+        self.n_expert = config.first_int(spec.experts.count_keys, minimum=1) or 0
+        self.layers: dict[int, dict[tuple[int, str], TensorData]] = {}
+
+    def add(self, block: int, path: str, data: TensorData) -> list[tuple[str, TensorData]] | None:
+        """None when ``path`` is not an expert tensor; else the stacks it completes (maybe [])."""
+        match = self.pattern.fullmatch(path)
+        if match is None:
+            return None
+        expert, projection = int(match.group(1)), match.group(2)
+        if projection not in self.experts.names or not 0 <= expert < self.n_expert:
+            raise SourceError(
+                f"tensor 'model.layers.{block}.{path}': expert {expert} / {projection!r} is "
+                f"outside the {self.n_expert} experts config.json declares"
+            )
+        layer = self.layers.setdefault(block, {})
+        layer[(expert, projection)] = data
+        if len(layer) < self.n_expert * len(self.experts.names):
+            return []
+        del self.layers[block]
+        return [
+            (
+                f"blk.{block}.{self.experts.names[projection]}.weight",
+                StackedTensor(
+                    f"model.layers.{block}.{projection} ×{self.n_expert}",
+                    tuple(layer[(e, projection)] for e in range(self.n_expert)),
+                ),
+            )
+            for projection in self.experts.order
+        ]
+
+    def check_empty(self) -> None:
+        for block, layer in self.layers.items():
+            have = len(layer)
+            raise SourceError(
+                f"layer {block} has {have} of its {self.n_expert * len(self.experts.names)} "
+                "expert tensors; the checkpoint is incomplete or config.json's expert count is "
+                "wrong"
+            )
+
+
+def map_tensors(
+    spec: ArchSpec, config: ModelConfig, tensors: Sequence[TensorData]
+) -> list[tuple[str, TensorData]]:
+    """(GGUF name, data) for every tensor the converter would write, in its order.
+
+    Raises:
+        SourceError: a tensor has no GGUF name, or a layer's experts are incomplete.
+    """
+    experts = _ExpertBuffer(spec, config) if spec.experts is not None else None
+    fused = {f.path: f for f in spec.fused}
+    named: list[tuple[str, TensorData]] = []
+    for data in tensors:
+        hf_name = data.name
+        if hf_name.endswith(DROPPED_SUFFIXES):
+            continue
+        layer = _LAYER.fullmatch(hf_name)
+        if layer is not None:
+            block, path = int(layer.group(1)), layer.group(2)
+            if experts is not None and (stacks := experts.add(block, path, data)) is not None:
+                named += [(n, _transformed(d, hf_name, n, spec, config)) for n, d in stacks]
+                continue
+            if path in fused:
+                parts = fused[path].parts
+                rows = data.shape[-2] // len(parts)
+                for i, part in enumerate(parts):
+                    gguf_name = f"blk.{block}.{part}.{layer.group(3)}"
+                    view = RowSlice(hf_name, data, i * rows, rows)
+                    named.append((gguf_name, _transformed(view, hf_name, gguf_name, spec, config)))
+                continue
+        renamed = _rename(spec, hf_name)
+        if renamed is None:
+            raise _unmapped(spec, hf_name)
+        gguf_name = renamed[0]
+        named.append((gguf_name, _transformed(data, hf_name, gguf_name, spec, config)))
+    if experts is not None:
+        experts.check_empty()
+    return named

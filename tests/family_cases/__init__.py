@@ -1,0 +1,1 @@
+"""Family golden cases, one module per group of families; each module exports ``CASES``."""
