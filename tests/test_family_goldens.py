@@ -7,12 +7,17 @@ in one step and compared KV for KV and tensor for tensor (name, type, shape, SHA
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
-from family_fixtures import CASES, digest, golden_digest, write_checkpoint
+from family_fixtures import CASES, case_dir, digest, golden_digest, read_skeleton, write_checkpoint
 
 from qconv import convert
+from qconv.model.architecture import select_architecture
+from qconv.model.config import ModelConfig
+from qconv.model.transforms import GeneratedTensor
 
 CASE_OUTPUTS = [(name, output) for name, case in CASES.items() for output in case.outputs]
 
@@ -32,3 +37,25 @@ def test_family_file_equals_llama_cpp(name: str, output: str, tmp_path: Path) ->
     assert [t[:3] for t in ours["tensors"]] == [t[:3] for t in theirs["tensors"]]
     for mine, golden in zip(ours["tensors"], theirs["tensors"], strict=True):
         assert mine[3] == golden[3], f"{name}/{output}: tensor {golden[0]} bytes differ"
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_tensor_names_agree_with_gguf_py_tensor_name_map(name: str) -> None:
+    """Every checkpoint tensor qconv renames one to one gets the name llama.cpp's own
+    TensorNameMap (recorded by the golden script from the vendored gguf-py) gives it."""
+    case = CASES[name]
+    skeleton = json.loads((case_dir(case) / "skeleton.json").read_text("utf-8"))
+    config, tensors = read_skeleton(case)
+    arch = select_architecture(ModelConfig.from_json(config))
+    assert arch.name == skeleton["gguf_arch"]
+    fakes = [GeneratedTensor(n, np.zeros(s, np.float32), "BF16") for n, s in tensors]
+    mapped = arch.tensors(fakes)
+    sources = [data.name for _, data in mapped]
+    checked = 0
+    for gguf_name, data in mapped:
+        expected = skeleton["name_map"].get(data.name)
+        if expected is None or sources.count(data.name) != 1:
+            continue  # stacked, split or generated: proven by the digests instead
+        assert gguf_name == expected, data.name
+        checked += 1
+    assert checked > 0

@@ -64,6 +64,27 @@ def save_skeleton(case, out_dir: Path) -> None:  # type: ignore[no-untyped-def]
     )
 
 
+def record_name_map(case, out_dir: Path, gguf_arch: str) -> None:  # type: ignore[no-untyped-def]
+    """Add gguf-py's TensorNameMap answer for every checkpoint tensor to skeleton.json, so a test
+    can check qconv's name tables against llama.cpp's own (gguf-py is not a qconv dependency)."""
+    import gguf
+
+    skeleton = json.loads((out_dir / "skeleton.json").read_text("utf-8"))
+    config = json.loads((out_dir / "config.json").read_text("utf-8"))
+    config = {**config, **(config.get("text_config") or {})}
+    n_blocks = next(
+        config[k] for k in ("n_layers", "num_hidden_layers", "n_layer", "num_layers") if k in config
+    )
+    arch = next(a for a, n in gguf.MODEL_ARCH_NAMES.items() if n == gguf_arch)
+    tmap = gguf.get_tensor_name_map(arch, n_blocks)
+    skeleton["gguf_arch"] = gguf_arch
+    skeleton["name_map"] = {
+        name: tmap.get_name(name.replace("language_model.", ""), try_suffixes=(".weight", ".bias"))
+        for name, _ in skeleton["tensors"]
+    }
+    (out_dir / "skeleton.json").write_text(json.dumps(skeleton) + "\n", encoding="utf-8")
+
+
 def run_quantize(tool: Path, src: Path, dst: Path, ftype: str) -> None:
     run = subprocess.run([str(tool), str(src), str(dst), ftype.upper()], capture_output=True)
     if run.returncode != 0:
@@ -99,6 +120,13 @@ def main() -> None:
                     out = Path(tmp) / f"{ftype}.gguf"
                     run_quantize(quantize_tool, step, out, ftype)
                     goldens[ftype] = digest(out)
+            first = Path(tmp) / f"{(case.outtypes or ('bf16',))[0]}.gguf"
+            if not first.is_file():
+                first = Path(tmp) / "intermediate.gguf"
+            from gguf import GGUFReader
+
+            arch_field = GGUFReader(first).fields["general.architecture"]
+            record_name_map(case, case_dir(case), str(arch_field.contents()))
         (case_dir(case) / "golden.json").write_text(
             json.dumps(goldens, ensure_ascii=False) + "\n", encoding="utf-8"
         )
