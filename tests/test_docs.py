@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gen_docs import CLI_DOC, FORMAT_DOC, render_cli, render_format
+from gen_docs import (
+    ARCH_DOC,
+    CLI_DOC,
+    FORMAT_DOC,
+    render_architectures,
+    render_cli,
+    render_format,
+)
 
 
 def test_cli_reference_matches_the_help_text() -> None:
@@ -16,6 +23,12 @@ def test_cli_reference_matches_the_help_text() -> None:
 def test_format_reference_matches_the_module_docstrings() -> None:
     assert FORMAT_DOC.read_text(encoding="utf-8") == render_format(), (
         "docs/format.md is stale: run `make docs`"
+    )
+
+
+def test_architecture_list_matches_the_family_specs() -> None:
+    assert ARCH_DOC.read_text(encoding="utf-8") == render_architectures(), (
+        "docs/architectures.md is stale: run `make docs`"
     )
 
 
