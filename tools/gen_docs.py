@@ -50,6 +50,10 @@ def _describe_transforms(spec: ArchSpec) -> str:
         order = ", ".join(spec.experts.names[p] for p in spec.experts.order)
         done.append(f"experts stacked per layer into {order}")
     done += [f"{f.path} split into {' / '.join(f.parts)}" for f in spec.fused]
+    if spec.name_rewrites:
+        done.append("names rewritten " + ", ".join(f"`{a}`→`{b}`" for a, b in spec.name_rewrites))
+    if spec.dropped:
+        done.append("drops " + ", ".join(f"`{pattern}`" for pattern in spec.dropped))
     if spec.llama3_rope:
         done.append("Llama 3 rope scaling as a rope_freqs tensor")
     return "; ".join(done) or "renamed only"

@@ -27,7 +27,6 @@ from qconv.source import TensorData
 
 __all__ = ["TRANSFORMS", "TransformContext", "map_tensors"]
 
-_LAYER = re.compile(r"model\.layers\.(\d+)\.(.+)\.(weight|bias)")
 _GLOBAL = re.compile(r"(.+)\.(weight|bias)")
 GENERIC = "generic"
 
@@ -74,9 +73,13 @@ def _kind(gguf_name: str) -> str:
     return parts[2] if parts[0] == "blk" else parts[0]
 
 
+def _layer_pattern(spec: ArchSpec) -> re.Pattern[str]:
+    return re.compile(rf"{re.escape(spec.layer_prefix)}\.(\d+)\.(.+)\.(weight|bias)")
+
+
 def _rename(spec: ArchSpec, hf_name: str) -> tuple[str, int | None, str] | None:
     """(GGUF name, layer, HF path inside the layer) for a plainly renamed tensor."""
-    if match := _LAYER.fullmatch(hf_name):
+    if match := _layer_pattern(spec).fullmatch(hf_name):
         block, path, suffix = match.groups()
         if path in spec.layer_tensors:
             return f"blk.{int(block)}.{spec.layer_tensors[path]}.{suffix}", int(block), path
@@ -158,12 +161,17 @@ def map_tensors(
     """
     experts = _ExpertBuffer(spec, config) if spec.experts is not None else None
     fused = {f.path: f for f in spec.fused}
+    layer_pattern = _layer_pattern(spec)
+    rewrites = [(re.compile(pattern), replacement) for pattern, replacement in spec.name_rewrites]
+    dropped = [re.compile(pattern) for pattern in spec.dropped]
     named: list[tuple[str, TensorData]] = []
     for data in tensors:
         hf_name = data.name
-        if hf_name.endswith(DROPPED_SUFFIXES):
+        for pattern, replacement in rewrites:
+            hf_name = pattern.sub(replacement, hf_name)
+        if hf_name.endswith(DROPPED_SUFFIXES) or any(p.fullmatch(hf_name) for p in dropped):
             continue
-        layer = _LAYER.fullmatch(hf_name)
+        layer = layer_pattern.fullmatch(hf_name)
         if layer is not None:
             block, path = int(layer.group(1)), layer.group(2)
             if experts is not None and (stacks := experts.add(block, path, data)) is not None:

@@ -88,6 +88,13 @@ class ArchSpec:
     model_types: tuple[str, ...]
     layer_tensors: Mapping[str, str]
     global_tensors: Mapping[str, str] = field(default_factory=lambda: dict(GLOBAL_TENSORS))
+    # Where the repeated blocks live: ``<layer_prefix>.N.<path>.weight``.
+    layer_prefix: str = "model.layers"
+    # (regex, replacement) applied to every HF name first, as the class's filter_tensors does
+    # (BERT: ``bert.`` prefix dropped, ``.gamma`` / ``.beta`` read as ``.weight`` / ``.bias``).
+    name_rewrites: tuple[tuple[str, str], ...] = ()
+    # Regexes of (rewritten) HF names the converter drops (poolers, heads, buffers).
+    dropped: tuple[str, ...] = ()
     # GGUF tensor kinds (``attn_q``) -> names of transforms (qconv.model.mapping.TRANSFORMS).
     transforms: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     experts: ExpertSpec | None = None

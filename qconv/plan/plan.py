@@ -125,12 +125,20 @@ class TensorPlan:
         return tensor_nbytes(self.qtype, self.shape)
 
 
+# GGUF tensor kinds convert_hf_to_gguf.py always writes as F32 (base.py:1094-1118).
+F32_KINDS = frozenset({"ffn_gate_inp", "ffn_gate_inp_shexp", "position_embd", "token_types"})
+
+
 def keeps_f32(name: str, shape: tuple[int, ...]) -> str | None:
     """Why convert_hf_to_gguf stores this tensor as F32 whatever the target, or None."""
     if len(shape) <= 1:
         return "1-D tensor kept F32"
     if name.endswith("_norm.weight"):
         return "norm kept F32"
+    parts = name.split(".")
+    kind = parts[2] if parts[0] == "blk" and len(parts) > 3 else parts[0]
+    if kind in F32_KINDS:
+        return f"{kind} kept F32"
     if not name.endswith(".weight"):
         return "bias kept F32"
     return None

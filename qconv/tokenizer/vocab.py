@@ -1,11 +1,13 @@
 """Tokenizer files -> the ``tokenizer.*`` metadata llama.cpp reads, as its converter writes it.
 
-Two vocabulary kinds cover the Llama family:
+Three vocabulary kinds:
 
 - SentencePiece (Llama 2, Mistral, TinyLlama): ``tokenizer.model`` is read directly (a small
   protobuf parser in qconv.tokenizer.sentencepiece), so no sentencepiece/protobuf dependency is
   needed.
 - Byte-level BPE (Llama 3, Qwen, SmolLM): ``tokenizer.json``'s vocab, added tokens and merges.
+- WordPiece (BERT embedding models): ``tokenizer.json``'s vocab in llama.cpp's phantom-space form
+  (qconv.tokenizer.wordpiece).
 
 ``tokenizer.ggml.pre`` names the regex pre-tokenizer llama.cpp must use. llama.cpp's converter
 finds it by hashing the token ids of a fixed text, which needs the `tokenizers` runtime and only
@@ -20,10 +22,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from qconv.errors import SourceError
+from qconv.errors import FormatError, SourceError
 from qconv.gguf.constants import GGUFValueType
 from qconv.gguf.metadata import KV, kv_array, kv_bool, kv_string, kv_uint32
 from qconv.tokenizer.sentencepiece import TokenType, read_sentencepiece
+from qconv.tokenizer.wordpiece import wordpiece_vocab
 
 __all__ = ["TokenType", "read_sentencepiece", "tokenizer_metadata"]
 
@@ -34,9 +37,12 @@ ID_KEYS = {
     "unk": "tokenizer.ggml.unknown_token_id",
     "sep": "tokenizer.ggml.seperator_token_id",  # sic: llama.cpp's spelling
     "pad": "tokenizer.ggml.padding_token_id",
-    "cls": "tokenizer.ggml.cls_token_id",
     "mask": "tokenizer.ggml.mask_token_id",
 }
+# llama.cpp's BERT tokenizer (WPM) ignores tokenizer.ggml.pre; its converter still names one by
+# hashing its encoding of a fixed text; "bert-bge" is the name it gives the uncased BERT
+# vocabulary most embedding models share (bge-small, all-MiniLM).
+WORDPIECE_PRE = "bert-bge"
 ADD_KEYS = {typ: f"tokenizer.ggml.add_{typ}_token" for typ in ("bos", "eos", "sep")}
 # Families whose llama.cpp converter writes add_space_prefix from tokenizer_config.json.
 _SPACE_PREFIX_TYPES = ("llama", "mistral")
@@ -117,6 +123,8 @@ def tokenizer_metadata(
             f"weights-only file (llama.cpp cannot tokenize text with it)"
         )
     model = tok_json.get("model") or {}
+    if model.get("type") == "WordPiece":
+        return kvs + _wordpiece_metadata(model_dir, tok_json, tok_config, config, size, pre)
     if model.get("type") != "BPE" or not _is_byte_level(tok_json):
         raise SourceError(
             f"{model_dir / 'tokenizer.json'}: a {model.get('type')} tokenizer that is not "
@@ -132,6 +140,29 @@ def tokenizer_metadata(
         kv_array("tokenizer.ggml.token_type", types, GGUFValueType.INT32),
     ]
     return kvs + _special_vocab(model_dir, tok_json, tok_config, config, None, True)
+
+
+def _wordpiece_metadata(
+    model_dir: Path,
+    tok_json: dict[str, Any],
+    tok_config: dict[str, Any] | None,
+    config: dict[str, Any],
+    size: int | None,
+    pre: str | None,
+) -> list[KV]:
+    """BERT: token type count first, then the phantom-space vocabulary (BertModel.set_vocab)."""
+    tokens, types = wordpiece_vocab(tok_json, size, str(model_dir / "tokenizer.json"))
+    type_count = config.get("type_vocab_size", 1)
+    if isinstance(type_count, bool) or not isinstance(type_count, int) or type_count < 0:
+        raise FormatError(f"{model_dir / 'config.json'}: 'type_vocab_size' must be an integer")
+    kvs = [
+        kv_uint32("tokenizer.ggml.token_type_count", type_count),
+        kv_string("tokenizer.ggml.model", "bert"),
+        kv_string("tokenizer.ggml.pre", pre or WORDPIECE_PRE),
+        kv_array("tokenizer.ggml.tokens", tokens, GGUFValueType.STRING),
+        kv_array("tokenizer.ggml.token_type", types, GGUFValueType.INT32),
+    ]
+    return kvs + _special_vocab(model_dir, tok_json, tok_config, config, len(tokens), False)
 
 
 def _is_byte_level(tok_json: dict[str, Any]) -> bool:
@@ -221,7 +252,8 @@ def _special_vocab(
         kvs.append(kv_array("tokenizer.ggml.merges", merges, GGUFValueType.STRING))
     ids, adds, template, normalizer = special_tokens(model_dir, tok_json, tok_config, config)
     for typ, token_id in ids.items():
-        if n_vocab is None or token_id < n_vocab:
+        # gguf-py's writer has no setter for a cls id, so llama.cpp's converter skips it.
+        if typ in ID_KEYS and (n_vocab is None or token_id < n_vocab):
             kvs.append(kv_uint32(ID_KEYS[typ], token_id))
     kvs += [kv_bool(ADD_KEYS[typ], value) for typ, value in adds.items() if typ in ADD_KEYS]
     if template is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from qconv.model.families import llama, mistral, qwen2, qwen3
+from qconv.model.families import bert, llama, mistral, qwen2, qwen3
 from qconv.model.spec import ArchSpec
 
-SPECS: tuple[ArchSpec, ...] = (llama.SPEC, mistral.SPEC, qwen2.SPEC, qwen3.SPEC)
+SPECS: tuple[ArchSpec, ...] = (llama.SPEC, mistral.SPEC, qwen2.SPEC, qwen3.SPEC, bert.SPEC)
