@@ -38,6 +38,8 @@ from synthetic import tensor_values, write_safetensors  # noqa: E402
 
 GOLDEN_DIR = ROOT / "tests" / "golden" / "family"
 LONG_ARRAY = 16  # arrays longer than this are stored as a hash in the digest
+# Text whose Hugging Face token ids the golden script records, for the llama.cpp interop test.
+SAMPLE_TEXT = "the quick brown fox jumps over the lazy dog"
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +160,14 @@ def digest(path: Path) -> dict[str, Any]:
     # JSON round trip so a fresh digest compares equal to one loaded from golden.json.
     loaded: dict[str, Any] = json.loads(json.dumps({"kvs": kvs, "tensors": tensors}))
     return loaded
+
+
+def recorded_ids(case: FamilyCase) -> list[int] | None:
+    """The HF tokenizer's ids for SAMPLE_TEXT (special tokens added), when the script could
+    load the tokenizer with transformers."""
+    document = json.loads((case_dir(case) / "golden.json").read_text("utf-8"))
+    ids = document.get("tokens", {}).get("ids")
+    return None if ids is None else [int(i) for i in ids]
 
 
 def golden_digest(case: FamilyCase, output: str) -> dict[str, Any]:

@@ -85,6 +85,20 @@ def record_name_map(case, out_dir: Path, gguf_arch: str) -> None:  # type: ignor
     (out_dir / "skeleton.json").write_text(json.dumps(skeleton) + "\n", encoding="utf-8")
 
 
+def hf_token_ids(model: Path) -> list[int] | None:
+    """transformers' ids for SAMPLE_TEXT with special tokens, or None when it cannot load the
+    tokenizer (its slow SentencePiece class needs a newer protobuf than the converter allows)."""
+    from family_fixtures import SAMPLE_TEXT
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(model))
+    except Exception as e:
+        print(f"  no token ids recorded ({type(e).__name__})")
+        return None
+    return [int(i) for i in tokenizer.encode(SAMPLE_TEXT, add_special_tokens=True)]
+
+
 def run_quantize(tool: Path, src: Path, dst: Path, ftype: str) -> None:
     run = subprocess.run([str(tool), str(src), str(dst), ftype.upper()], capture_output=True)
     if run.returncode != 0:
@@ -98,7 +112,7 @@ def main() -> None:
     if Path(sys.prefix).resolve() != VENV.resolve():
         ensure_venv()
         os.execv(str(VENV_PY), [str(VENV_PY), __file__, *sys.argv[1:]])
-    from family_fixtures import CASES, case_dir, digest, write_checkpoint
+    from family_fixtures import CASES, SAMPLE_TEXT, case_dir, digest, write_checkpoint
 
     src = llama_cpp_root()
     quantize_tool = None
@@ -108,6 +122,8 @@ def main() -> None:
         goldens = {}
         with tempfile.TemporaryDirectory() as tmp:
             model = write_checkpoint(case, Path(tmp))
+            if (ids := hf_token_ids(model)) is not None:
+                goldens["tokens"] = {"text": SAMPLE_TEXT, "ids": ids}
             for outtype in case.outtypes:
                 out = Path(tmp) / f"{outtype}.gguf"
                 convert(case.pre, model, outtype, out, src)

@@ -151,6 +151,31 @@ class Model:
             llama.llama_sampler_free(chain)
             llama.llama_free(ctx)
 
+    def embed(self, tokens: list[int]) -> tuple[np.ndarray, int]:
+        """(pooled sequence embedding, pooling type) as llama-embedding computes it."""
+        llama = self.llama
+        params = llama.llama_context_default_params()
+        params.n_ctx = params.n_batch = params.n_ubatch = 64
+        params.n_threads = params.n_threads_batch = 1
+        params.embeddings = True
+        ctx = llama.llama_init_from_model(self.handle, params)
+        assert ctx, f"llama_init_from_model failed:\n{self.runtime.recent_log()}"
+        try:
+            array = (llama.llama_token * len(tokens))(*tokens)
+            batch = llama.llama_batch_get_one(array, len(tokens))
+            encoder_only = llama.llama_model_has_encoder(self.handle) and not (
+                llama.llama_model_has_decoder(self.handle)
+            )
+            rc = (llama.llama_encode if encoder_only else llama.llama_decode)(ctx, batch)
+            assert rc == 0, f"llama embedding pass returned {rc}:\n{self.runtime.recent_log()}"
+            n_embd = int(llama.llama_model_n_embd(self.handle))
+            pointer = llama.llama_get_embeddings_seq(ctx, 0)
+            assert pointer, f"no pooled embedding:\n{self.runtime.recent_log()}"
+            values = np.ctypeslib.as_array(pointer, (n_embd,)).copy()
+            return values, int(llama.llama_pooling_type(ctx))
+        finally:
+            llama.llama_free(ctx)
+
     def _decode(self, ctx: Any, tokens: list[int]) -> None:
         array = (self.llama.llama_token * len(tokens))(*tokens)
         rc = self.llama.llama_decode(ctx, self.llama.llama_batch_get_one(array, len(tokens)))
