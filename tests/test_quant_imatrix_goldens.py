@@ -1,0 +1,66 @@
+"""Every importance-weighted quantizer against ggml's own C output, committed and live.
+
+tools/make_quant_goldens.py ran ``ggml_quantize_chunk(type, rows, …, imatrix)`` over the row sets of
+tests/quant_cases.py with each importance matrix of make_imatrices() (random positive, with zero
+columns and zero blocks, heavy-tailed); qconv must reproduce the bytes exactly. The live checks run
+the same comparison against libggml on fresh rows and weights (in `make interop`, and in `make test`
+whenever the library is built; they skip otherwise).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ggml_oracle import load_ggml
+from quant_cases import CASE_NAMES, GOLDEN, IMATRIX_NAMES, golden_imatrices, golden_inputs
+
+from qconv.format import GGMLType
+from qconv.quant import quantize
+
+WEIGHTED_TYPES = [
+    GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1,
+    GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K,
+    GGMLType.IQ4_NL, GGMLType.IQ4_XS,
+]  # fmt: skip
+ORACLE = load_ggml()
+needs_oracle = pytest.mark.skipif(ORACLE is None, reason="libggml-base.so not built")
+type_ids = pytest.mark.parametrize("qtype", WEIGHTED_TYPES, ids=lambda t: t.name)
+
+
+def _golden(qtype: GGMLType, case: str, kind: str) -> np.ndarray:
+    with np.load(GOLDEN / f"{qtype.name.lower()}.imatrix.npz") as golden:
+        return golden[f"{case}.{kind}.bytes"]
+
+
+@pytest.mark.parametrize("kind", IMATRIX_NAMES)
+@pytest.mark.parametrize("case", CASE_NAMES)
+@type_ids
+def test_weighted_quantize_matches_ggml_golden_bytes(qtype: GGMLType, case: str, kind: str) -> None:
+    rows, imatrix = golden_inputs()[case], golden_imatrices()[kind]
+    np.testing.assert_array_equal(quantize(rows, qtype, imatrix), _golden(qtype, case, kind))
+
+
+def test_weighted_goldens_exist_for_every_weighted_type() -> None:
+    assert sorted(golden_imatrices()) == sorted(IMATRIX_NAMES)
+    assert all((GOLDEN / f"{t.name.lower()}.imatrix.npz").is_file() for t in WEIGHTED_TYPES)
+
+
+def _live_rows(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """768 columns (three super-blocks), row scales over decades, a zero run, a sparse imatrix."""
+    rng = np.random.default_rng(seed)
+    rows = (rng.standard_normal((24, 768)) * rng.lognormal(0.0, 1.0, (24, 1))).astype(np.float32)
+    rows[3, 100:300] = 0.0
+    imatrix = rng.gamma(0.5, 2.0, 768).astype(np.float32)
+    imatrix[rng.random(768) < 0.1] = 0.0
+    return rows, imatrix
+
+
+@needs_oracle
+@pytest.mark.parametrize("seed", [11, 12])
+@type_ids
+def test_weighted_quantize_matches_live_ggml(qtype: GGMLType, seed: int) -> None:
+    assert ORACLE is not None
+    rows, imatrix = _live_rows(seed)
+    np.testing.assert_array_equal(
+        quantize(rows, qtype, imatrix), ORACLE.quantize(qtype, rows, imatrix)
+    )
