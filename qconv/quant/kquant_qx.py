@@ -1,6 +1,6 @@
 """Signed-scale group quantizers shared by Q6_K and Q3_K, vectorized across groups.
 
-Mirrors ggml-quants.c ``make_qx_quants`` (rmse_type 1, no importance weights: w = x*x) and
+Mirrors ggml-quants.c ``make_qx_quants`` (rmse_type 1, with quant weights or without: w = x*x) and
 ``make_q3_quants`` (do_rmse = true). Both search one signed scale per 16-element group.
 
 Layout: every function here takes groups **element-major**, ``x[i, g]`` = element i of group g, so a
@@ -171,15 +171,19 @@ def _reaches(nmax: int) -> F32:
     return out
 
 
-def make_qx_quants(x: F32, nmax: int) -> tuple[F32, npt.NDArray[np.int8]]:
-    """ggml ``make_qx_quants(16, nmax, x, L, rmse_type=1, NULL)`` for every column of ``x``.
+def make_qx_quants(
+    x: F32, nmax: int, weights: F32 | None = None
+) -> tuple[F32, npt.NDArray[np.int8]]:
+    """ggml ``make_qx_quants(n, nmax, x, L, rmse_type=1, qw)`` for every column of ``x`` (n, cols).
 
-    Returns the per-group scale (usually negative) and the levels L in ``0..2*nmax-1``. Only the
-    best candidate's inverse scale is kept during the search; L is rebuilt once at the end.
+    ``weights`` is C's ``qw`` laid out like ``x``; None means C's NULL, which weighs each element
+    by ``x*x``. Returns the per-group scale (usually negative) and the levels L in
+    ``0..2*nmax-1``. Only the best candidate's inverse scale is kept during the search; L is
+    rebuilt once at the end.
     """
     amax, signed = first_absmax(x)
     zero, safe_max = _safe_max(amax, signed)
-    w = x * x
+    w = x * x if weights is None else weights
     wx = w * x
     lev = np.empty_like(x)
     fnmax = np.float32(nmax)
