@@ -55,6 +55,8 @@ KERNEL_MODULES: dict[GGMLType, tuple[str, tuple[str, str]]] = {
     GGMLType.Q4_K: ("qconv.quant.q4_k", _BLOCK_FUNCTIONS),
     GGMLType.Q5_K: ("qconv.quant.q5_k", _BLOCK_FUNCTIONS),
     GGMLType.Q6_K: ("qconv.quant.q6_k", _BLOCK_FUNCTIONS),
+    GGMLType.IQ4_NL: ("qconv.quant.iq4_nl", _BLOCK_FUNCTIONS),
+    GGMLType.IQ4_XS: ("qconv.quant.iq4_xs", _BLOCK_FUNCTIONS),
 }
 
 BlockFunction = Callable[[npt.NDArray[Any]], npt.NDArray[Any]]
