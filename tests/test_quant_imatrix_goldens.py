@@ -14,7 +14,7 @@ import pytest
 from ggml_oracle import load_ggml
 from quant_cases import CASE_NAMES, GOLDEN, IMATRIX_NAMES, golden_imatrices, golden_inputs
 
-from qconv.format import GGMLType
+from qconv.format import QUANT_SIZES, GGMLType
 from qconv.quant import quantize
 
 WEIGHTED_TYPES = [
@@ -61,6 +61,23 @@ def _live_rows(seed: int) -> tuple[np.ndarray, np.ndarray]:
 def test_weighted_quantize_matches_live_ggml(qtype: GGMLType, seed: int) -> None:
     assert ORACLE is not None
     rows, imatrix = _live_rows(seed)
+    np.testing.assert_array_equal(
+        quantize(rows, qtype, imatrix), ORACLE.quantize(qtype, rows, imatrix)
+    )
+
+
+@needs_oracle
+@type_ids
+@pytest.mark.parametrize("n_rows", [1, 2])
+def test_weighted_quantize_of_one_block_per_row_matches_live_ggml(
+    qtype: GGMLType, n_rows: int
+) -> None:
+    """A single block or row is where NumPy's column sums stop being sequential (one column)."""
+    assert ORACLE is not None
+    n_cols = QUANT_SIZES[qtype][0]
+    rng = np.random.default_rng(n_cols + n_rows)
+    rows = rng.standard_t(2, (n_rows, n_cols)).astype(np.float32)
+    imatrix = rng.lognormal(0.0, 2.0, n_cols).astype(np.float32)
     np.testing.assert_array_equal(
         quantize(rows, qtype, imatrix), ORACLE.quantize(qtype, rows, imatrix)
     )
