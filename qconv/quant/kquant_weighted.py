@@ -165,38 +165,50 @@ def _refine_qp(
 ) -> None:
     """make_qp_quants' refinement passes, in place on ``stored``, ``sumlx`` and ``suml2``.
 
-    Each pass visits the positions in order (a change alters the sums the next test uses) across
-    all columns still refining; a column stops after a pass without changes, as C breaks.
+    C visits the positions in order, and an accepted level changes the sums the next test uses;
+    but acceptances are rare, so each round tests every position of every column still refining
+    from its current sums, which is exactly what C computes up to the first position it accepts.
+    That first acceptance, from the column's cursor on in this pass or else in its next pass
+    (which C runs only after a pass with changes, at most 5 passes), is applied; a column without
+    one is done. The same scheme as kquant_qx.make_q3_quants.
     """
+    n = x.shape[0]
     cols = np.flatnonzero(active)
-    xs, ws = x[:, cols], qw[:, cols]
-    lv, slx_all, sl2_all = stored[:, cols], sumlx[cols], suml2[cols]
-    cap = np.int32(nmax)
-    for _ in range(_QP_PASSES):
-        if not cols.size:
-            break
-        changed = np.zeros(cols.size, dtype=np.bool_)
-        for i in range(x.shape[0]):
-            w, xi, li = ws[i], xs[i], lv[i]
-            wx = w * xi
-            slx = slx_all - wx * li
-            sl2 = sl2_all - (w * li) * li
-            tried = (slx > 0) & (sl2 > 0)
-            new = np.minimum(nearest_int((xi * sl2) / slx), cap).astype(np.float32)
-            tried &= new != li
-            slx = slx + wx * new
-            sl2 = sl2 + (w * new) * new
-            tried &= (slx * slx) * sl2_all > (slx_all * slx_all) * sl2  # C's order
-            if tried.any():
-                lv[i] = np.where(tried, (new.astype(np.int32) & 0xFF).astype(np.float32), li)
-                slx_all = np.where(tried, slx, slx_all)
-                sl2_all = np.where(tried, sl2, sl2_all)
-                changed |= tried
-        stored[:, cols], sumlx[cols], suml2[cols] = lv, slx_all, sl2_all
-        keep = np.flatnonzero(changed)
-        cols = cols[keep]
-        xs, ws, lv = xs[:, keep], ws[:, keep], lv[:, keep]
-        slx_all, sl2_all = slx_all[keep], sl2_all[keep]
+    xs, ws, lv = x[:, cols], qw[:, cols], stored[:, cols]
+    slx_all, sl2_all = sumlx[cols], suml2[cols]
+    cursor = np.zeros(cols.size, dtype=np.intp)
+    passes = np.zeros(cols.size, dtype=np.intp)
+    changed = np.zeros(cols.size, dtype=np.bool_)
+    position = np.arange(n)[:, None]
+    while cols.size:
+        wx = ws * xs
+        slx = slx_all - wx * lv
+        sl2 = sl2_all - (ws * lv) * lv
+        tried = (slx > 0) & (sl2 > 0)
+        ratio: F32 = np.divide(np.multiply(xs, sl2), slx)
+        new = np.minimum(nearest_int(ratio), np.int32(nmax)).astype(np.float32)
+        tried &= new != lv
+        slx += wx * new
+        sl2 += (ws * new) * new
+        tried &= (slx * slx) * sl2_all > (slx_all * slx_all) * sl2  # C's order of products
+        later = position < cursor
+        tried &= ~later | (changed & (passes < _QP_PASSES - 1))
+        order = np.where(tried, position + n * later, 2 * n)
+        first = np.minimum.reduce(order, axis=0)
+        found = np.flatnonzero(first < 2 * n)
+        at = first[found] % n
+        lv[at, found] = (new[at, found].astype(np.int32) & 0xFF).astype(np.float32)
+        slx_all[found], sl2_all[found] = slx[at, found], sl2[at, found]
+        passes[found] += first[found] >= n
+        changed[found] = True
+        cursor[found] = at + 1
+        done = first == 2 * n
+        finished = cols[done]
+        stored[:, finished] = lv[:, done]
+        sumlx[finished], suml2[finished] = slx_all[done], sl2_all[done]
+        cols, xs, ws, lv = cols[found], xs[:, found], ws[:, found], lv[:, found]
+        slx_all, sl2_all = slx_all[found], sl2_all[found]
+        cursor, passes, changed = cursor[found], passes[found], changed[found]
 
 
 def quantize_k4_weighted(blocks: F32, qw: F32, nmax: int, clamp_codes: bool) -> tuple[U8, U8]:
