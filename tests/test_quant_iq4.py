@@ -53,7 +53,9 @@ def test_best_index_matches_c_on_grid_points_midpoints_and_non_finite_values() -
     mids = (GRID[:-1] + GRID[1:]) / 2
     specials = [0.0, -0.0, 1e30, -1e30, math.inf, -math.inf, math.nan, -127.0001, 113.0001]
     probes = np.concatenate([GRID, mids, np.nextafter(mids, 200), np.nextafter(mids, -200)])
-    probes = np.concatenate([probes, np.array(specials), np.linspace(-140, 130, 2001)])
+    rng = np.random.default_rng(4)
+    spread = rng.standard_normal(3000) * rng.lognormal(2, 2, 3000)
+    probes = np.concatenate([probes, np.array(specials), np.linspace(-140, 130, 2001), spread])
     probes = probes.astype(np.float32)
     with np.errstate(invalid="ignore"):
         ours = best_index(probes)

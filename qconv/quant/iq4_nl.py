@@ -22,6 +22,7 @@ This module also holds the scale search IQ4_XS shares (``search_scales``, ``best
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import numpy as np
@@ -47,8 +48,8 @@ _ZERO = np.float32(0)
 _ONE = np.float32(1)
 
 
-def best_index(al: F32) -> npt.NDArray[np.intp]:
-    """ggml ``best_index_int8(16, kvalues_iq4nl, al)`` elementwise.
+def _exact_best_index(al: F32) -> npt.NDArray[np.intp]:
+    """ggml ``best_index_int8(16, kvalues_iq4nl, al)`` elementwise, for any float32 input.
 
     ``searchsorted`` finds the grid interval [v[mu-1], v[mu]) holding ``al`` (the bisection's
     result); C then picks ``mu-1`` iff ``al - v[mu-1] < v[mu] - al``, so a tie goes up. With mu
@@ -62,9 +63,88 @@ def best_index(al: F32) -> npt.NDArray[np.intp]:
     return mu
 
 
+def _thresholds() -> F32:
+    """T_k: the smallest float32 for which best_index_int8 answers k+1 rather than k (k = 0..14).
+
+    C's answer is monotone in ``al`` (``al - a`` and ``b - al`` round monotonically), so it is
+    the number of thresholds at or below ``al``. Each T_k is found by bisection over the float32
+    values between the two grid points, with C's float32 comparison as the predicate.
+    """
+    found = []
+    for a, b in itertools.pairwise(_GRID):
+        lo, hi = _ordered(a), _ordered(b)  # predicate false at a, true at b
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            f = _from_ordered(mid)
+            if not np.float32(f - a) < np.float32(b - f):
+                hi = mid
+            else:
+                lo = mid
+        found.append(_from_ordered(hi))
+    return np.array([*found, np.inf], dtype=np.float32)  # +inf: no threshold after the last
+
+
+def _ordered(f: np.float32) -> int:
+    """float32 → integer with the same order (sign-magnitude bits to two's complement)."""
+    bits = int(np.array(f, dtype=np.float32).view(np.int32))
+    return bits if bits >= 0 else -(bits & 0x7FFFFFFF)
+
+
+def _from_ordered(i: int) -> np.float32:
+    bits = i if i >= 0 else (-i) | -0x80000000
+    return np.float32(np.array(bits, dtype=np.int32).view(np.float32).item())
+
+
+_THRESHOLDS = _thresholds()
+# Every threshold is a multiple of 1/2 (they are the midpoints of the grid), so the answer depends
+# only on floor(2*al): a table over floor(2*al) = -256..255 gives it without any comparison.
+assert (np.floor(2 * _THRESHOLDS[:-1]) == 2 * _THRESHOLDS[:-1]).all(), _THRESHOLDS
+_HALF_STEPS = np.arange(-256, 256, dtype=np.float32) / np.float32(2)
+_INDEX_TABLE = np.searchsorted(_THRESHOLDS, _HALF_STEPS, side="right").astype(np.uint8)
+_VALUE_TABLE = _GRID[_INDEX_TABLE]
+
+
+def _table_keys(al2: F32) -> npt.NDArray[np.int16] | None:
+    """``floor(al2) + 256`` clamped to 0..511 for the tables, or None when some value is not finite
+    (NaN has its own answer in C, 15, which no table position gives)."""
+    floor = np.floor(al2)
+    if not np.isfinite(np.add.reduce(floor, axis=None)):
+        return None
+    np.clip(floor, -256, 255, out=floor)
+    keys = floor.astype(np.int16)
+    keys += 256
+    return keys
+
+
+def best_index(al: F32) -> npt.NDArray[np.uint8]:
+    """ggml ``best_index_int8(16, kvalues_iq4nl, al)`` elementwise (see _exact_best_index).
+
+    Fast path for finite input (~5x searchsorted): one table lookup on ``floor(2*al)``, exact
+    since doubling a float32 is exact. Non-finite input takes the exact path.
+    """
+    keys = _table_keys(np.multiply(al, np.float32(2), dtype=np.float32))
+    if keys is None:
+        return _exact_best_index(al).astype(np.uint8)
+    return _INDEX_TABLE[keys]
+
+
+def grid_values(x: F32, inv: F32) -> F32:
+    """``kvalues_iq4nl[best_index_int8(inv*x)]`` as float32, from ``x*(2*inv)``.
+
+    That equals ``2*(x*inv)`` bit for bit (scaling by 2 is exact) except where ``x*inv`` is
+    subnormal and rounds differently, which stays in the bucket of 0, far from every threshold;
+    overflow to inf sends the chunk to the exact path. It saves the doubling pass.
+    """
+    doubled = np.multiply(inv, np.float32(2), dtype=np.float32)
+    keys = _table_keys(np.multiply(x, doubled, dtype=np.float32))
+    if keys is None:
+        return _GRID[_exact_best_index(np.multiply(x, inv, dtype=np.float32))]
+    return _VALUE_TABLE[keys]
+
+
 def _sums(x: F32, w: F32, inv: F32) -> tuple[F32, F32]:
     """``Σ (w*q)*x`` and ``Σ (w*q)*q`` in element order for ``q = kvalues[best_index(inv*x)]``."""
-    q = _GRID[best_index(np.multiply(x, inv, dtype=np.float32))]
+    q = grid_values(x, inv)
     sums = np.empty((2, x.shape[1]), dtype=np.float32)
     sum_products(w, q, x, out=sums[0])
     sum_products(w, q, q, out=sums[1])
@@ -147,7 +227,7 @@ def _quantize_chunk(blocks: F32, weights: F32) -> U8:
     d = search_scales(x, weighted.element_major(weights))
     inv = np.zeros_like(d)
     np.divide(_ONE, d, out=inv, where=d != 0)  # C: id = d ? 1/d : 0 (inf when d is subnormal)
-    codes = best_index(np.multiply(x, inv, dtype=np.float32)).astype(np.uint8)
+    codes = best_index(np.multiply(x, inv, dtype=np.float32))
     out = np.empty((n, _TYPE_SIZE), dtype=np.uint8)
     put_fp16(out, 0, d[:n])
     pack_nibbles(np.ascontiguousarray(codes[:, :n].T), out[:, 2:])

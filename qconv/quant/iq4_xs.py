@@ -66,7 +66,7 @@ def _quantize_chunk(blocks: F32, weights: F32) -> U8:
     dl = d[:, None] * ls.astype(np.float32)
     idl = _inverse(dl).reshape(-1)
     idl = np.pad(idl, (0, x.shape[1] - idl.shape[0]))
-    codes = best_index(np.multiply(x, idl, dtype=np.float32)).astype(np.uint8)
+    codes = best_index(np.multiply(x, idl, dtype=np.float32))
     out = np.empty((n, _TYPE_SIZE), dtype=np.uint8)
     put_fp16(out, 0, d)
     _pack_scales(ls + 32, out)

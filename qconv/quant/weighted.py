@@ -17,6 +17,7 @@ pairwise instead, so a chunk of one block (or one row) is padded with a zero blo
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -106,15 +107,36 @@ def element_major(blocks: F32) -> F32:
     return np.ascontiguousarray(blocks.T)
 
 
-def _levels(x: F32, iscale: F32, nmax: int, out: F32) -> F32:
+@functools.lru_cache(maxsize=8)  # one entry per chunk shape and bound
+def _constant(shape: tuple[int, ...], value: int) -> F32:
+    """A full constant array: np.minimum/np.maximum with it beat a scalar operand or np.clip."""
+    full = np.full(shape, value, dtype=np.float32)
+    full.flags.writeable = False
+    return full
+
+
+def _levels(x: F32, iscale: F32, nmax: int, out: F32, reach: float | None = None) -> F32:
     """``MAX(-nmax, MIN(nmax-1, nearest_int(iscale*x)))`` as float32.
 
     ``|iscale*x| <= (nmax + 1)*(1 + 2u)`` because ``|x| <= |max|`` and only finite input arrives, so
-    np.rint is nearest_int here.
+    np.rint is nearest_int here. ``reach`` is ``|iscale*max|`` when one candidate's is known: every
+    value lies within reach*(1+2u), so below nmax - 0.5 no clamp can act and below nmax + 0.5 only
+    the upper one can (``iscale*max = -reach`` itself rounds to at least -nmax).
     """
     np.multiply(x, iscale, out=out)
     np.rint(out, out=out)
-    return np.clip(out, -nmax, nmax - 1, out=out)
+    if reach is not None and reach < nmax - 0.51:
+        return out
+    np.minimum(out, _constant(out.shape, nmax - 1), out=out)
+    if reach is not None and reach < nmax + 0.49:
+        return out
+    return np.maximum(out, _constant(out.shape, -nmax), out=out)
+
+
+@functools.lru_cache(maxsize=2)
+def _reaches(nmax: int) -> list[np.float32]:
+    """C's ``nmax + 0.1f*is`` for is = -9..9 without 0, each rounded to float32."""
+    return [np.float32(nmax) + np.float32(0.1) * np.float32(s) for s in _QX_STEPS]
 
 
 def make_qx_quants(x: F32, w: F32, nmax: int) -> tuple[F32, I8]:
@@ -131,21 +153,22 @@ def make_qx_quants(x: F32, w: F32, nmax: int) -> tuple[F32, I8]:
     lev = np.empty_like(x)
     sums = np.empty((2, x.shape[1]), dtype=np.float32)
 
-    def weighted_sums(iscale: F32) -> tuple[F32, F32]:
-        levels = _levels(x, iscale, nmax, lev)
+    def weighted_sums(iscale: F32, reach: float) -> tuple[F32, F32]:
+        levels = _levels(x, iscale, nmax, lev, reach)
         sum_products(wx, levels, out=sums[0])  # sumlx += (w*x)*l
         sum_products(w, levels, levels, out=sums[1])  # suml2 += (w*l)*l
         return sums[0], sums[1]
 
     first_iscale = np.divide(np.float32(-nmax), safe_max, dtype=np.float32)
-    sumlx, suml2 = weighted_sums(first_iscale)
+    sumlx, suml2 = weighted_sums(first_iscale, nmax)
     scale = np.where(suml2 != 0, sumlx / suml2, _ZERO)
     best = scale * sumlx
-    reach = [np.float32(nmax) + np.float32(0.1) * np.float32(s) for s in _QX_STEPS]
+    reach = _reaches(nmax)
     cand_scales = np.empty((len(reach), x.shape[1]), dtype=np.float32)
     taken = np.zeros(cand_scales.shape, dtype=np.bool_)
     for k, step_reach in enumerate(reach):
-        sumlx, suml2 = weighted_sums(np.divide(-step_reach, safe_max, dtype=np.float32))
+        iscale = np.divide(-step_reach, safe_max, dtype=np.float32)
+        sumlx, suml2 = weighted_sums(iscale, float(step_reach))
         better = np.greater(sumlx * sumlx, best * suml2, out=taken[k])
         better &= suml2 > 0
         if not better.any():
@@ -157,7 +180,7 @@ def make_qx_quants(x: F32, w: F32, nmax: int) -> tuple[F32, I8]:
     best_iscale = np.where(won, -reaches[last] / safe_max, first_iscale)
     scale = np.where(won, cand_scales[last, np.arange(x.shape[1])], scale)
     levels = _levels(x, best_iscale, nmax, lev).astype(np.int8) + np.int8(nmax)
-    levels[:, zero] = 0
+    levels *= ~zero  # C returns L = 0 for all-zero blocks
     return np.where(zero, _ZERO, scale).astype(np.float32), levels
 
 
