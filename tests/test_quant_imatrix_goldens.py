@@ -14,7 +14,7 @@ import pytest
 from ggml_oracle import load_ggml
 from quant_cases import CASE_NAMES, GOLDEN, IMATRIX_NAMES, golden_imatrices, golden_inputs
 
-from qconv.format import QUANT_SIZES, GGMLType
+from qconv.gguf.constants import QUANT_SIZES, GGMLType
 from qconv.quant import quantize
 
 WEIGHTED_TYPES = [

@@ -12,7 +12,7 @@ import pytest
 
 import qconv.quant as quant
 from qconv.errors import QuantizationError
-from qconv.format import GGMLType
+from qconv.gguf.constants import GGMLType
 
 ROWS = np.random.default_rng(1).standard_normal((3, 256)).astype(np.float32)
 WEIGHTS = np.random.default_rng(2).uniform(0.1, 4.0, 256).astype(np.float32)

@@ -20,7 +20,7 @@ from hypothesis.extra.numpy import arrays
 from quant_cases import float_bits
 
 from qconv.errors import QuantizationError
-from qconv.format import QUANT_SIZES, GGMLType
+from qconv.gguf.constants import QUANT_SIZES, GGMLType
 from qconv.quant import dequantize, quantize
 from qconv.quant.iq4_nl import KVALUES, best_index
 

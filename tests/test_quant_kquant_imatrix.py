@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from qconv.errors import QuantizationError
-from qconv.format import GGMLType
+from qconv.gguf.constants import GGMLType
 from qconv.quant import dequantize, q2_k, q4_k, quantize
 from qconv.quant.kquant_qx import CHUNK_BLOCKS as QX_CHUNK_BLOCKS
 

@@ -28,7 +28,7 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
-from qconv.format import QUANT_SIZES, GGMLType
+from qconv.gguf.constants import QUANT_SIZES, GGMLType
 from qconv.quant import weighted
 from qconv.quant.float import fp16_values, put_fp16
 from qconv.quant.kquant import small_ufunc_buffers, sum_products

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from qconv.format import QK_K, QUANT_SIZES, GGMLType
+from qconv.gguf.constants import QK_K, QUANT_SIZES, GGMLType
 from qconv.quant import weighted
 from qconv.quant.float import fp16_values, put_fp16
 from qconv.quant.iq4_nl import best_index, quantize_super_blocks, search_scales
