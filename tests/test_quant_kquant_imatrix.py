@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from qconv.errors import QuantizationError
-from qconv.gguf.constants import GGMLType
+from qconv.gguf.constants import QUANT_SIZES, GGMLType
 from qconv.quant import dequantize, q2_k, q4_k, quantize
 from qconv.quant.kquant_qx import CHUNK_BLOCKS as QX_CHUNK_BLOCKS
 
@@ -187,3 +187,9 @@ def test_weighted_error_is_bounded_by_a_fraction_of_row_amax(
     decoded = dequantize(quantize(rows, qtype, imatrix), qtype, 256)
     amax = np.abs(rows).max(axis=1, keepdims=True)
     assert (np.abs(rows - decoded) <= ERROR_BOUND[qtype] * amax).all()
+
+
+@type_ids
+def test_zero_rows_with_an_imatrix_give_an_empty_row_array(qtype: GGMLType) -> None:
+    data = quantize(np.zeros((0, 512), dtype=np.float32), qtype, np.ones(512, dtype=np.float32))
+    assert data.shape == (0, 2 * QUANT_SIZES[qtype][1])

@@ -83,7 +83,7 @@ def quantize_rows_weighted(
             first = start * groups_per_block
             columns = np.arange(first, first + part.shape[0] * groups_per_block) % groups_per_row
             out[start : start + chunk_blocks] = quantize_chunk(part, np.take(weights, columns, 1))
-    return out.reshape(n_rows, -1)
+    return out.reshape(n_rows, n_cols // QK_K * type_size)  # explicit: n_rows may be 0
 
 
 def superblock_sum_x2(blocks: F32) -> F32:
