@@ -12,7 +12,7 @@ import pytest
 
 import qconv.quant as quant
 from qconv.errors import QuantizationError
-from qconv.gguf.constants import GGMLType
+from qconv.gguf.constants import QUANT_SIZES, GGMLType
 
 ROWS = np.random.default_rng(1).standard_normal((3, 256)).astype(np.float32)
 WEIGHTS = np.random.default_rng(2).uniform(0.1, 4.0, 256).astype(np.float32)
@@ -51,3 +51,14 @@ def test_a_weighted_kernel_receives_the_rows_and_the_imatrix(
     quant.quantize(ROWS, GGMLType.Q4_0, WEIGHTS)
     assert len(seen) == 1
     assert np.array_equal(seen[0][0], ROWS) and np.array_equal(seen[0][1], WEIGHTS)
+
+
+@pytest.mark.parametrize(
+    "qtype",
+    [GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1, GGMLType.IQ4_NL, GGMLType.IQ4_XS],
+    ids=lambda t: t.name,
+)
+def test_a_tensor_with_no_rows_quantizes_to_no_bytes_with_an_imatrix(qtype: GGMLType) -> None:
+    packed = quant.quantize(np.zeros((0, 256), dtype=np.float32), qtype, WEIGHTS)
+    block_size, type_size = QUANT_SIZES[qtype]
+    assert packed.shape == (0, 256 // block_size * type_size)

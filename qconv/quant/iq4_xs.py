@@ -94,7 +94,7 @@ def quantize_rows_imatrix(
         QuantizationError: the rows hold NaN or ±inf.
     """
     packed = quantize_super_blocks(rows, imatrix, QK_K, _TYPE_SIZE, CHUNK_BLOCKS, _quantize_chunk)
-    return packed.reshape(rows.shape[0], -1)
+    return packed.reshape(rows.shape[0], rows.shape[1] // QK_K * _TYPE_SIZE)  # 0 rows too
 
 
 def dequantize_blocks(data: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
