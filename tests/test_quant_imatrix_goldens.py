@@ -81,3 +81,35 @@ def test_weighted_quantize_of_one_block_per_row_matches_live_ggml(
     np.testing.assert_array_equal(
         quantize(rows, qtype, imatrix), ORACLE.quantize(qtype, rows, imatrix)
     )
+
+
+def _pathological_imatrix(kind: str, n_cols: int) -> np.ndarray:
+    rng = np.random.default_rng(len(kind))
+    sparse = rng.random(n_cols) < 0.05
+    values = {
+        "negative": rng.standard_normal(n_cols),
+        "all_zero": np.zeros(n_cols),
+        "huge": rng.lognormal(0.0, 1.0, n_cols) * 1e30,
+        "subnormal": rng.lognormal(0.0, 1.0, n_cols) * 1e-40,
+        "some_inf": np.where(sparse, np.inf, 1.0),
+        "some_nan": np.where(sparse, np.nan, 1.0),
+    }[kind]
+    return values.astype(np.float32)
+
+
+@needs_oracle
+@type_ids
+@pytest.mark.parametrize(
+    "kind", ["negative", "all_zero", "huge", "subnormal", "some_inf", "some_nan"]
+)
+def test_weighted_quantize_matches_live_ggml_for_pathological_imatrices(
+    qtype: GGMLType, kind: str
+) -> None:
+    """Weights no llama-imatrix file holds still give ggml's bytes: the kernels mirror C's
+    comparisons (``suml2 > 0``, ``D > 0``, ...) rather than assuming positive finite weights."""
+    assert ORACLE is not None
+    rows = np.random.default_rng(21).standard_normal((8, 512)).astype(np.float32)
+    imatrix = _pathological_imatrix(kind, 512)
+    np.testing.assert_array_equal(
+        quantize(rows, qtype, imatrix), ORACLE.quantize(qtype, rows, imatrix)
+    )
