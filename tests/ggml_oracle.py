@@ -59,9 +59,16 @@ class GGML:
         self.lib.ggml_get_type_traits.restype = ctypes.POINTER(_TypeTraits)
         self.lib.ggml_get_type_traits.argtypes = [ctypes.c_int]
 
-    def quantize(self, qtype: GGMLType, rows: np.ndarray) -> np.ndarray:
-        """ggml_quantize_chunk over float32 (n_rows, n_cols), no importance matrix."""
+    def quantize(
+        self, qtype: GGMLType, rows: np.ndarray, imatrix: np.ndarray | None = None
+    ) -> np.ndarray:
+        """ggml_quantize_chunk over float32 (n_rows, n_cols), with or without per-column weights."""
         rows = np.ascontiguousarray(rows, dtype=np.float32)
+        weights = None
+        if imatrix is not None:
+            imatrix = np.ascontiguousarray(imatrix, dtype=np.float32)
+            assert imatrix.shape == (rows.shape[1],), imatrix.shape
+            weights = imatrix.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
         n_rows, n_cols = rows.shape
         block_size, type_size = QUANT_SIZES[qtype]
         out = np.zeros((n_rows, n_cols // block_size * type_size), dtype=np.uint8)
@@ -72,7 +79,7 @@ class GGML:
             0,
             n_rows,
             n_cols,
-            None,
+            weights,
         )
         assert written == out.nbytes, (written, out.nbytes)
         return out

@@ -16,6 +16,7 @@ import numpy as np
 N_COLS = 512
 GOLDEN = Path(__file__).parent / "golden" / "quant"
 CASE_NAMES = ["gaussian", "bf16_valued", "heavy_tailed", "adversarial"]
+IMATRIX_NAMES = ["positive", "with_zeros", "heavy_tailed"]
 
 
 def float_bits(a: np.ndarray) -> np.ndarray:
@@ -27,6 +28,17 @@ def float_bits(a: np.ndarray) -> np.ndarray:
 def _golden_inputs() -> dict[str, np.ndarray]:
     with np.load(GOLDEN / "inputs.npz") as npz:
         return dict(npz)
+
+
+@functools.cache
+def _golden_imatrices() -> dict[str, np.ndarray]:
+    with np.load(GOLDEN / "imatrices.npz") as npz:
+        return dict(npz)
+
+
+def golden_imatrices() -> dict[str, np.ndarray]:
+    """The committed importance matrices of the weighted goldens (make_imatrices() when made)."""
+    return _golden_imatrices()
 
 
 def golden_inputs() -> dict[str, np.ndarray]:
@@ -83,4 +95,24 @@ def make_cases(seed: int = 0, n_cols: int = N_COLS) -> dict[str, np.ndarray]:
         "bf16_valued": _bf16_valued(rng.standard_normal((8, n_cols)) * 0.02),
         "heavy_tailed": rng.standard_t(3, (8, n_cols)).astype(np.float32),
         "adversarial": _adversarial(rng, n_cols),
+    }
+
+
+def make_imatrices(seed: int = 1, n_cols: int = N_COLS) -> dict[str, np.ndarray]:
+    """Per-column importance weights, float32 (n_cols,), shaped like llama-imatrix's Σx²/count.
+
+    ``with_zeros`` has scattered zero columns, a whole zero 32-block and a zero half of a 256
+    super-block (columns no calibration token ever activated); ``heavy_tailed`` spans ~10 decades.
+    """
+    rng = np.random.default_rng(seed)
+    positive = rng.uniform(0.05, 5.0, n_cols)
+    with_zeros = rng.uniform(0.05, 5.0, n_cols)
+    with_zeros[rng.random(n_cols) < 0.25] = 0.0
+    with_zeros[32:64] = 0.0
+    with_zeros[n_cols - 128 :] = 0.0
+    heavy = rng.lognormal(0.0, 2.5, n_cols)
+    return {
+        "positive": positive.astype(np.float32),
+        "with_zeros": with_zeros.astype(np.float32),
+        "heavy_tailed": heavy.astype(np.float32),
     }

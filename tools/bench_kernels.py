@@ -1,16 +1,23 @@
 """Throughput of qconv's quantization kernels, next to gguf-py's where it has one.
 
 Usage: ``.venv/bin/python tools/bench_kernels.py [--types q8_0 q4_0 ...] [--rows N] [--cols N]``
+       ``.venv/bin/python tools/bench_kernels.py --ggml [--imatrix] [--types ...]``
 
 Every figure is MB/s of float32 input (output for dequantization), the median of ``repeats`` runs on
 one Gaussian ``(n_rows, n_cols)`` matrix, timed in CPU seconds of this process: the targets are per
 core, and on a shared machine wall time also counts the time other processes took the core. Types
 are those ``qconv.quant`` has a kernel for whose module imports, so new kernels appear on their own.
+
+``--ggml`` compares with ggml's own C quantizer (``ggml_quantize_chunk`` in libggml-base, built
+without -march flags, i.e. ggml's scalar code) in the same process, alternating qconv and ggml run
+by run, median of ``repeats``: single runs on a shared machine swing too much to compare otherwise.
+``--imatrix`` passes both the same importance matrix (lognormal, like llama-imatrix's Σx²/count).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import statistics
 import time
@@ -109,6 +116,57 @@ def _bench_type(qtype: GGMLType, x: np.ndarray, repeats: int, clock: Clock) -> d
     return row
 
 
+def bench_against_ggml(
+    types: Iterable[GGMLType] | None = None,
+    n_rows: int = 1024,
+    n_cols: int = 4096,
+    repeats: int = 5,
+    *,
+    with_imatrix: bool = False,
+    clock: Clock = time.process_time,
+) -> list[dict[str, Any]]:
+    """qconv's and ggml's MB/s per type, alternating in one process; checks the bytes are equal.
+
+    Returns one dict per type: ``type``, ``qconv_mb_s``, ``ggml_mb_s``, ``ratio``, ``same_bytes``.
+    """
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from ggml_oracle import load_ggml
+
+    ggml = load_ggml()
+    if ggml is None:
+        raise SystemExit("libggml-base.so is not built: run tools/build_ggml.sh")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n_rows, n_cols)).astype(np.float32)
+    imatrix = rng.lognormal(0.0, 1.5, n_cols).astype(np.float32) if with_imatrix else None
+    results = []
+    for qtype in available_types() if types is None else list(types):
+        same = bool(
+            np.array_equal(quant.quantize(x, qtype, imatrix), ggml.quantize(qtype, x, imatrix))
+        )
+        ours, theirs = [], []
+        for _ in range(repeats):
+            for times, work in (
+                (ours, functools.partial(quant.quantize, x, qtype, imatrix)),
+                (theirs, functools.partial(ggml.quantize, qtype, x, imatrix)),
+            ):
+                start = clock()
+                work()
+                times.append(clock() - start)
+        mb = x.nbytes / 1e6
+        row = {
+            "type": qtype.name,
+            "qconv_mb_s": mb / statistics.median(ours),
+            "ggml_mb_s": mb / statistics.median(theirs),
+            "same_bytes": same,
+        }
+        row["ratio"] = row["qconv_mb_s"] / row["ggml_mb_s"]
+        results.append(row)
+    return results
+
+
 # (header, result key, format spec, unit suffix); cells are right-aligned under their header.
 _COLUMNS = [
     ("qconv MB/s", "qconv_mb_s", ".0f", ""),
@@ -127,11 +185,21 @@ def _cell(value: Any, spec: str, suffix: str) -> str:
     return format(value, spec) + suffix
 
 
-def format_table(results: list[dict[str, Any]]) -> str:
+_GGML_COLUMNS = [
+    ("qconv MB/s", "qconv_mb_s", ".1f", ""),
+    ("ggml C MB/s", "ggml_mb_s", ".1f", ""),
+    ("ratio", "ratio", ".2f", "x"),
+    ("same bytes", "same_bytes", "", ""),
+]
+
+
+def format_table(
+    results: list[dict[str, Any]], columns: list[tuple[str, str, str, str]] = _COLUMNS
+) -> str:
     """The results as an aligned plain-text table."""
-    lines = [" ".join([f"{'type':<6}", *(f"{header:>13}" for header, *_ in _COLUMNS)])]
+    lines = [" ".join([f"{'type':<6}", *(f"{header:>13}" for header, *_ in columns)])]
     for row in results:
-        cells = [f"{_cell(row[key], spec, suffix):>13}" for _, key, spec, suffix in _COLUMNS]
+        cells = [f"{_cell(row[key], spec, suffix):>13}" for _, key, spec, suffix in columns]
         lines.append(" ".join([f"{row['type']:<6}", *cells]))
     return "\n".join(lines)
 
@@ -143,9 +211,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cols", type=int, default=4096)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--wall", action="store_true", help="time wall-clock instead of CPU")
+    parser.add_argument("--ggml", action="store_true", help="against ggml's C in this process")
+    parser.add_argument("--imatrix", action="store_true", help="with an importance matrix (--ggml)")
     args = parser.parse_args(argv)
     types = [GGMLType[name.upper()] for name in args.types] if args.types else None
     clock = time.perf_counter if args.wall else time.process_time
+    if args.ggml:
+        repeats = max(args.repeats, 5)
+        found = bench_against_ggml(
+            types, args.rows, args.cols, repeats, with_imatrix=args.imatrix, clock=clock
+        )
+        weights = " with an imatrix" if args.imatrix else ""
+        timing = "wall" if args.wall else "CPU"
+        print(
+            f"{args.rows}x{args.cols} float32 Gaussian{weights}, qconv and ggml alternating, "
+            f"median of {repeats}, {timing} time"
+        )
+        print(format_table(found, _GGML_COLUMNS))
+        return
     results = bench_kernels(types, args.rows, args.cols, args.repeats, clock=clock)
     print(
         f"{args.rows}x{args.cols} float32 Gaussian, median of {args.repeats}, "

@@ -2,11 +2,15 @@
 
 Builds (or reuses) libggml-base.so from the vendored llama.cpp sources via tools/build_ggml.sh, then
 stores for every type the float32 input rows and the bytes ggml_quantize_chunk produces, plus ggml's
-dequantization of those bytes. Run with `make golden`; explain a changed file in the commit.
+dequantization of those bytes (<type>.npz). For the types whose ggml quantizer reads quant weights
+it also stores the bytes ggml_quantize_chunk produces with each importance matrix of
+make_imatrices() (<type>.imatrix.npz, keys "<case>.<imatrix>.bytes"; the matrices in
+imatrices.npz). Run with `make golden`; explain a changed file in the commit.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from ggml_oracle import GGML  # noqa: E402
-from quant_cases import make_cases  # noqa: E402
+from quant_cases import make_cases, make_imatrices  # noqa: E402
 
 from qconv.gguf.constants import GGMLType  # noqa: E402
 
@@ -32,14 +36,23 @@ TYPES = [
     GGMLType.Q4_K,
     GGMLType.Q5_K,
     GGMLType.Q6_K,
+    GGMLType.IQ4_NL,
+    GGMLType.IQ4_XS,
 ]
+# ggml's quantize_<type> takes the _impl path with these weights; Q8_0 never reads them.
+WEIGHTED_TYPES = [t for t in TYPES if t is not GGMLType.Q8_0]
 
 
 def main() -> None:
-    build = subprocess.run(
-        [str(REPO / "tools" / "build_ggml.sh")], check=True, capture_output=True, text=True
-    ).stdout.strip()
-    ggml = GGML(Path(build) / "bin" / "libggml-base.so")
+    # $QCONV_LIBGGML names a built library (e.g. while a llama.cpp build runs in the cache).
+    explicit = os.environ.get("QCONV_LIBGGML")
+    if explicit:
+        ggml = GGML(Path(explicit))
+    else:
+        build = subprocess.run(
+            [str(REPO / "tools" / "build_ggml.sh")], check=True, capture_output=True, text=True
+        ).stdout.strip()
+        ggml = GGML(Path(build) / "bin" / "libggml-base.so")
     out_dir = REPO / "tests" / "golden" / "quant"
     out_dir.mkdir(parents=True, exist_ok=True)
     cases = make_cases()
@@ -52,6 +65,16 @@ def main() -> None:
             arrays[f"{name}.dequant"] = ggml.dequantize(qtype, packed, rows.shape[1])
         np.savez_compressed(out_dir / f"{qtype.name.lower()}.npz", **arrays)
         print(f"wrote {qtype.name}", file=sys.stderr)
+    imatrices = make_imatrices()
+    np.savez_compressed(out_dir / "imatrices.npz", **imatrices)
+    for qtype in WEIGHTED_TYPES:
+        weighted = {
+            f"{name}.{kind}.bytes": ggml.quantize(qtype, rows, imatrix)
+            for name, rows in cases.items()
+            for kind, imatrix in imatrices.items()
+        }
+        np.savez_compressed(out_dir / f"{qtype.name.lower()}.imatrix.npz", **weighted)
+        print(f"wrote {qtype.name} with imatrices", file=sys.stderr)
 
 
 if __name__ == "__main__":

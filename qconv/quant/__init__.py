@@ -7,6 +7,19 @@ Every kernel module ``qconv.quant.<name>`` exposes
 * ``dequantize_blocks(data)``: uint8 ``(n_blocks, type_size)`` → float32 ``(n_blocks, block_size)``,
   as ggml's ``dequantize_row_<type>``.
 
+Two optional row-level entry points serve the types whose ggml quantizer looks at a whole row:
+
+* ``quantize_rows(rows)``: float32 ``(n_rows, n_cols)`` → uint8 ``(n_rows, row_nbytes)``, used
+  instead of ``quantize_blocks`` when no importance matrix is given, for types whose unweighted
+  quantizer is row-based.
+* ``quantize_rows_imatrix(rows, imatrix)``: the same with llama-quantize's per-column importance
+  weights, float32 ``(n_cols,)`` for one 2-D matrix (one expert's slice for MoE tensors),
+  bit-identical to ``ggml_quantize_chunk(type, rows, …, imatrix)``.
+
+``quantize(rows, qtype, imatrix)`` picks among them. The types whose ggml quantizer ignores the
+quant weights (F32, F16, BF16, Q8_0) ignore the imatrix here too; any other type without
+``quantize_rows_imatrix`` refuses one rather than silently quantizing unweighted.
+
 Kernels vectorize across all blocks they are given; blocks never cross rows, so callers may hand any
 whole number of rows at a time. Modules are imported on first use, which keeps ``qconv info`` fast.
 """
@@ -42,9 +55,15 @@ KERNEL_MODULES: dict[GGMLType, tuple[str, tuple[str, str]]] = {
     GGMLType.Q4_K: ("qconv.quant.q4_k", _BLOCK_FUNCTIONS),
     GGMLType.Q5_K: ("qconv.quant.q5_k", _BLOCK_FUNCTIONS),
     GGMLType.Q6_K: ("qconv.quant.q6_k", _BLOCK_FUNCTIONS),
+    GGMLType.IQ4_NL: ("qconv.quant.iq4_nl", _BLOCK_FUNCTIONS),
+    GGMLType.IQ4_XS: ("qconv.quant.iq4_xs", _BLOCK_FUNCTIONS),
 }
 
 BlockFunction = Callable[[npt.NDArray[Any]], npt.NDArray[Any]]
+ImatrixFunction = Callable[[npt.NDArray[Any], npt.NDArray[Any]], npt.NDArray[Any]]
+
+# ggml_quantize_chunk passes the quant weights on, but these types' quantizers never read them.
+IGNORES_IMATRIX = frozenset({GGMLType.F32, GGMLType.F16, GGMLType.BF16, GGMLType.Q8_0})
 
 
 def _functions(qtype: GGMLType) -> tuple[BlockFunction, BlockFunction]:
@@ -56,16 +75,29 @@ def _functions(qtype: GGMLType) -> tuple[BlockFunction, BlockFunction]:
     return getattr(module, quantize_name), getattr(module, dequantize_name)
 
 
+def _row_function(qtype: GGMLType, name: str) -> Any:
+    module_name = KERNEL_MODULES[qtype][0]
+    return getattr(importlib.import_module(module_name), name, None)
+
+
 def can_quantize(qtype: GGMLType) -> bool:
     """True when qconv can write tensors of ``qtype``."""
     return qtype in KERNEL_MODULES
 
 
-def quantize(rows: npt.NDArray[np.float32], qtype: GGMLType) -> npt.NDArray[np.uint8]:
+def quantize(
+    rows: npt.NDArray[np.float32],
+    qtype: GGMLType,
+    imatrix: npt.NDArray[np.float32] | None = None,
+) -> npt.NDArray[np.uint8]:
     """Quantize float32 ``rows`` of shape ``(n_rows, n_cols)`` to ``(n_rows, row_nbytes)`` bytes.
 
+    ``imatrix`` holds the importance weight of each column (float32, shape ``(n_cols,)``), as
+    llama-quantize hands ggml for one matrix; None quantizes as ggml does without one.
+
     Raises:
-        QuantizationError: the row length is not a multiple of the type's block size.
+        QuantizationError: the row length is not a multiple of the type's block size, the imatrix
+            does not have one weight per column, or the type has no weighted kernel.
     """
     n_rows, n_cols = rows.shape
     block_size, type_size = QUANT_SIZES[qtype]
@@ -74,10 +106,24 @@ def quantize(rows: npt.NDArray[np.float32], qtype: GGMLType) -> npt.NDArray[np.u
             f"row length {n_cols} is not a multiple of {qtype.name}'s block size {block_size}"
         )
     quantize_blocks, _ = _functions(qtype)
-    blocks = np.ascontiguousarray(rows, dtype=np.float32).reshape(-1, block_size)
-    packed = quantize_blocks(blocks)
-    assert packed.shape == (blocks.shape[0], type_size), (qtype, packed.shape)
-    return packed.reshape(n_rows, n_cols // block_size * type_size)
+    row_nbytes = n_cols // block_size * type_size
+    rows = np.ascontiguousarray(rows, dtype=np.float32)
+    if imatrix is not None and qtype not in IGNORES_IMATRIX:
+        if imatrix.shape != (n_cols,):
+            raise QuantizationError(
+                f"importance matrix has shape {imatrix.shape}, rows have {n_cols} columns"
+            )
+        weighted: ImatrixFunction | None = _row_function(qtype, "quantize_rows_imatrix")
+        if weighted is None:
+            raise QuantizationError(f"qconv has no importance-weighted kernel for {qtype.name}")
+        packed = weighted(rows, np.ascontiguousarray(imatrix, dtype=np.float32))
+    elif (row_based := _row_function(qtype, "quantize_rows")) is not None:
+        packed = row_based(rows)
+    else:
+        blocks = rows.reshape(-1, block_size)
+        packed = quantize_blocks(blocks).reshape(n_rows, row_nbytes)
+    assert packed.shape == (n_rows, row_nbytes), (qtype, packed.shape)
+    return packed
 
 
 def dequantize(

@@ -146,9 +146,11 @@ def sum_products(*factors: F32, out: F32) -> F32:
 
     C's ``s = 0; for (i...) s += w*l*x[i];`` over element-major arrays, for two or three factors
     of one contiguous shape. ``np.einsum`` does it in about 1.5 passes over memory where the
-    multiply-then-reduce ufuncs take 2 (two factors) or 4 (three) and a scratch array.
+    multiply-then-reduce ufuncs take 2 (two factors) or 4 (three) and a scratch array. With a
+    single column einsum's inner loop runs along the summed axis with several SIMD accumulators,
+    which is not C's order, so that case takes the ufunc loop too.
     """
-    if _SEQUENTIAL_EINSUM:
+    if _SEQUENTIAL_EINSUM and out.shape[0] > 1:
         np.einsum(_SPECS[len(factors)], *factors, out=out)
         return out
     prod = factors[0] * factors[1]

@@ -1,6 +1,6 @@
 """Signed-scale group quantizers shared by Q6_K and Q3_K, vectorized across groups.
 
-Mirrors ggml-quants.c ``make_qx_quants`` (rmse_type 1, no importance weights: w = x*x) and
+Mirrors ggml-quants.c ``make_qx_quants`` (rmse_type 1, with quant weights or without: w = x*x) and
 ``make_q3_quants`` (do_rmse = true). Both search one signed scale per 16-element group.
 
 Layout: every function here takes groups **element-major**, ``x[i, g]`` = element i of group g, so a
@@ -126,6 +126,17 @@ def _levels(x: F32, iscale: F32, nmax: int, out: F32, reach: float) -> F32:
     return np.clip(out, -nmax, nmax - 1, out=out)
 
 
+def _levels_any(x: F32, iscale: F32, nmax: int, out: F32, reach: float) -> F32:
+    """:func:`_levels` for groups holding inf or NaN, where np.rint's NaN is not C's level.
+
+    ``0*inf`` (an inf max makes iscale 0) and NaN inputs give NaN, whose nearest_int is 0 in C;
+    with finite quant weights that 0 keeps ``(w*L)*L`` at 0 where a NaN level would spread.
+    """
+    del reach  # the clamp bounds do not hold for non-finite products
+    out[...] = np.clip(nearest_int(np.multiply(x, iscale, dtype=np.float32)), -nmax, nmax - 1)
+    return out
+
+
 def _weighted_sums(wx: F32, w: F32, lev: F32) -> tuple[F32, F32]:
     """Sequential ``sumlx = Σ (w*x)*l`` and ``suml2 = Σ (w*l)*l`` over the leading axis."""
     sums = np.empty((2, wx.shape[1]), dtype=np.float32)
@@ -171,20 +182,27 @@ def _reaches(nmax: int) -> F32:
     return out
 
 
-def make_qx_quants(x: F32, nmax: int) -> tuple[F32, npt.NDArray[np.int8]]:
-    """ggml ``make_qx_quants(16, nmax, x, L, rmse_type=1, NULL)`` for every column of ``x``.
+def make_qx_quants(
+    x: F32, nmax: int, weights: F32 | None = None
+) -> tuple[F32, npt.NDArray[np.int8]]:
+    """ggml ``make_qx_quants(n, nmax, x, L, rmse_type=1, qw)`` for every column of ``x`` (n, cols).
 
-    Returns the per-group scale (usually negative) and the levels L in ``0..2*nmax-1``. Only the
-    best candidate's inverse scale is kept during the search; L is rebuilt once at the end.
+    ``weights`` is C's ``qw`` laid out like ``x``; None means C's NULL, which weighs each element
+    by ``x*x``. Returns the per-group scale (usually negative) and the levels L in
+    ``0..2*nmax-1``. Only the best candidate's inverse scale is kept during the search; L is
+    rebuilt once at the end.
     """
     amax, signed = first_absmax(x)
     zero, safe_max = _safe_max(amax, signed)
-    w = x * x
+    w = x * x if weights is None else weights
     wx = w * x
     lev = np.empty_like(x)
     fnmax = np.float32(nmax)
     first_iscale = -fnmax / safe_max
-    sumlx, suml2 = _weighted_sums(wx, w, _levels(x, first_iscale, nmax, lev, nmax))
+    # One pass decides whether the fast rounding is exact for every candidate (a non-finite
+    # column sum flags inf or NaN; an overflowing sum only costs the slow path).
+    levels_of = _levels if np.isfinite(np.add.reduce(x, axis=0)).all() else _levels_any
+    sumlx, suml2 = _weighted_sums(wx, w, levels_of(x, first_iscale, nmax, lev, nmax))
     scale = np.where(suml2 != 0, sumlx / suml2, _ZERO)
     best = scale * sumlx
     # Only the best gain is selected per candidate. Each candidate's scale and win mask go into
@@ -195,7 +213,7 @@ def make_qx_quants(x: F32, nmax: int) -> tuple[F32, npt.NDArray[np.int8]]:
     taken = np.zeros(cand_scales.shape, dtype=np.bool_)
     for k, step_reach in enumerate(reach):
         iscale = -step_reach / safe_max
-        sumlx, suml2 = _weighted_sums(wx, w, _levels(x, iscale, nmax, lev, float(step_reach)))
+        sumlx, suml2 = _weighted_sums(wx, w, levels_of(x, iscale, nmax, lev, float(step_reach)))
         better = np.greater(sumlx * sumlx, best * suml2, out=taken[k])
         better &= suml2 > 0
         if not better.any():

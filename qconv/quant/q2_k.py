@@ -1,6 +1,7 @@
 """Q2_K: 256-element super-blocks of sixteen 16-element groups, 2.625 bits per weight.
 
-Mirrors ggml-quants.c ``quantize_row_q2_K_ref`` (no importance matrix) and ``dequantize_row_q2_K``.
+Mirrors ggml-quants.c ``quantize_row_q2_K_ref`` (no importance matrix), ``quantize_row_q2_K_impl``
+(with one) and ``dequantize_row_q2_K``.
 
 Block (84 bytes)::
 
@@ -29,6 +30,14 @@ from qconv.quant.kquant import (
     u16_bytes,
     wrap_u8,
 )
+from qconv.quant.kquant_weighted import (
+    QK_K,
+    group_sums,
+    impl_weights,
+    make_qp_quants,
+    quantize_rows_weighted,
+    superblock_sum_x2,
+)
 from qconv.quant.rounding import nearest_int
 
 _TYPE_SIZE = QUANT_SIZES[GGMLType.Q2_K][1]
@@ -54,13 +63,22 @@ def _scale_bytes(
 
 
 def _quantize_chunk(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
-    n_blocks = blocks.shape[0]
     x = np.ascontiguousarray(blocks.reshape(-1, 16).T)  # element-major (16, n_groups)
     levels, scale, the_min = make_qkx2_quants(x, np.abs(x), 3, -0.5, 0.1, 15, use_mad=True)
     scales, d_bits, dmin_bits = _scale_bytes(scale.reshape(-1, 16), the_min.reshape(-1, 16))
     dg = (fp16_to_f32(d_bits)[:, None] * (scales & 0xF).astype(np.float32)).reshape(-1)
     mg = (fp16_to_f32(dmin_bits)[:, None] * (scales >> 4).astype(np.float32)).reshape(-1)
-    levels = requantize(x, levels, dg, mg, 3)
+    return _pack(requantize(x, levels, dg, mg, 3), scales, d_bits, dmin_bits)
+
+
+def _pack(
+    levels: npt.NDArray[np.float32],
+    scales: npt.NDArray[np.uint8],
+    d_bits: npt.NDArray[np.uint16],
+    dmin_bits: npt.NDArray[np.uint16],
+) -> npt.NDArray[np.uint8]:
+    """Element-major levels (16, n_groups) and the block fields → (n_blocks, 84) bytes."""
+    n_blocks = scales.shape[0]
     quads = levels.T.astype(np.uint8).reshape(n_blocks, 2, 4, 32) << _SHIFTS
     qs = np.bitwise_or.reduce(quads, axis=2).reshape(n_blocks, 64)
     packed: npt.NDArray[np.uint8] = np.concatenate(
@@ -69,9 +87,40 @@ def _quantize_chunk(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
     return packed
 
 
+def _quantize_chunk_weighted(
+    blocks: npt.NDArray[np.float32], qw: npt.NDArray[np.float32]
+) -> npt.NDArray[np.uint8]:
+    """``quantize_row_q2_K_impl``: note sigma2 = sum(x*x)/256 here, without Q3_K..Q5_K's 2*."""
+    n_blocks = blocks.shape[0]
+    x = np.ascontiguousarray(blocks.reshape(-1, 16).T)
+    sigma2 = superblock_sum_x2(blocks) / np.float32(QK_K)
+    w = impl_weights(x, qw, sigma2)
+    sw = np.ascontiguousarray(group_sums(w).reshape(n_blocks, 16).T)
+    levels, scale, the_min = make_qkx2_quants(x, w, 3, -0.9, 0.05, 36, use_mad=False)
+    dm, ls = make_qp_quants(np.ascontiguousarray(scale.reshape(n_blocks, 16).T), 15, sw)
+    mm, lm = make_qp_quants(np.ascontiguousarray(the_min.reshape(n_blocks, 16).T), 15, sw)
+    d_bits, dmin_bits = fp16_bits(dm), fp16_bits(mm)
+    scales = np.ascontiguousarray((ls | (lm << 4)).T)  # uint8 stores: C's int result truncated
+    dg = (fp16_to_f32(d_bits)[:, None] * (scales & 0xF).astype(np.float32)).reshape(-1)
+    mg = (fp16_to_f32(dmin_bits)[:, None] * (scales >> 4).astype(np.float32)).reshape(-1)
+    return _pack(requantize(x, levels, dg, mg, 3), scales, d_bits, dmin_bits)
+
+
 def quantize_blocks(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
     """float32 (n_blocks, 256) → (n_blocks, 84) Q2_K bytes, bit-identical to ggml's reference."""
     return quantize_in_chunks(blocks, _TYPE_SIZE, CHUNK_BLOCKS, _quantize_chunk)
+
+
+def quantize_rows_imatrix(
+    rows: npt.NDArray[np.float32], imatrix: npt.NDArray[np.float32]
+) -> npt.NDArray[np.uint8]:
+    """float32 (n_rows, n_cols) with per-column quant weights → Q2_K bytes (n_rows, row_nbytes).
+
+    Bit-identical to ggml's ``quantize_row_q2_K_impl`` (``ggml_quantize_chunk`` with an imatrix).
+    """
+    return quantize_rows_weighted(
+        rows, imatrix, _TYPE_SIZE, 16, CHUNK_BLOCKS, _quantize_chunk_weighted, refuse_nan=True
+    )
 
 
 def dequantize_blocks(data: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:

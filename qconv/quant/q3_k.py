@@ -1,6 +1,7 @@
 """Q3_K: 256-element super-blocks of 3-bit levels with 16 six-bit group scales, 110 bytes.
 
-Mirrors ggml-quants.c ``quantize_row_q3_K_ref`` and ``dequantize_row_q3_K``::
+Mirrors ggml-quants.c ``quantize_row_q3_K_ref``, ``quantize_row_q3_K_impl`` (with an importance
+matrix) and ``dequantize_row_q3_K``::
 
     byte 0          32            96             108     110
          | hmask[32] | qs[64]      | scales[12]   | d     |
@@ -31,12 +32,20 @@ from qconv.quant.kquant_qx import (
     element_major,
     first_absmax,
     make_q3_quants,
+    make_qx_quants,
     quantize_in_chunks,
     round_signed_levels,
 )
+from qconv.quant.kquant_weighted import (
+    QK_K,
+    group_sums,
+    impl_weights,
+    quantize_rows_weighted,
+    superblock_sum_x2,
+)
 from qconv.quant.rounding import nearest_int
 
-__all__ = ["dequantize_blocks", "quantize_blocks"]
+__all__ = ["dequantize_blocks", "quantize_blocks", "quantize_rows_imatrix"]
 
 BLOCK_SIZE, TYPE_SIZE = QUANT_SIZES[GGMLType.Q3_K]
 _N_GROUPS = 16
@@ -44,6 +53,8 @@ _NMAX = 4
 # make_q3_quants' later rounds cost mostly per call whatever their width, so bigger chunks than
 # Q6_K's pay: 2048 super-blocks measured ~10% faster than 1024 here (and 3072 no better).
 CHUNK_BLOCKS = 2048
+# With an imatrix the group search is make_qx_quants, as for Q6_K: Q6_K's chunk size.
+WEIGHTED_CHUNK_BLOCKS = 512
 _PAIR_SHIFTS = np.array([0, 2, 4, 6], dtype=np.uint8)
 _BIT_SHIFTS = np.arange(8, dtype=np.uint8)
 _BYTE_ONES = np.uint64(0x0101010101010101)
@@ -80,6 +91,46 @@ def _quantize_chunk(
     # Without a scale C leaves the 12 scale bytes zeroed, i.e. every stored l is 0.
     stored = np.where(has_scale[:, None], np.clip(stored, -32, 31) + np.int8(32), np.int8(0))
     d = np.where(has_scale, np.float32(1) / iscale, np.float32(0)).astype(np.float16)
+    return _finish_chunk(blocks, levels, stored, d)
+
+
+def _quantize_chunk_weighted(
+    blocks: npt.NDArray[np.float32], qw: npt.NDArray[np.float32]
+) -> npt.NDArray[np.uint8]:
+    """``quantize_row_q3_K_impl``: weighted make_qx_quants for the groups, then for their scales."""
+    n_blocks = blocks.shape[0]
+    x = element_major(blocks)
+    sigma2 = (np.float32(2) * superblock_sum_x2(blocks)) / np.float32(QK_K)
+    w = impl_weights(x, qw, sigma2)
+    sw = np.ascontiguousarray(group_sums(w).reshape(n_blocks, _N_GROUPS).T)
+    group_scales, levels = make_qx_quants(x, _NMAX, w)
+    scales_t = np.ascontiguousarray(group_scales.reshape(n_blocks, _N_GROUPS).T)
+    d_block, codes = make_qx_quants(scales_t, 32, sw)  # codes l + 32 in 0..63, as C packs them
+    stored = np.ascontiguousarray(codes.T)
+    return _finish_chunk(blocks, levels, stored, d_block.astype(np.float16))
+
+
+def quantize_rows_imatrix(
+    rows: npt.NDArray[np.float32], imatrix: npt.NDArray[np.float32]
+) -> npt.NDArray[np.uint8]:
+    """float32 (n_rows, n_cols) with per-column quant weights → Q3_K bytes (n_rows, row_nbytes).
+
+    Bit-identical to ggml's ``quantize_row_q3_K_impl`` (``ggml_quantize_chunk`` with an imatrix).
+    """
+    return quantize_rows_weighted(
+        rows, imatrix, TYPE_SIZE, 16, WEIGHTED_CHUNK_BLOCKS, _quantize_chunk_weighted,
+        refuse_nan=False,
+    )  # fmt: skip
+
+
+def _finish_chunk(
+    blocks: npt.NDArray[np.float32],
+    levels: npt.NDArray[np.int8],
+    stored: npt.NDArray[np.int8],
+    d: npt.NDArray[np.float16],
+) -> npt.NDArray[np.uint8]:
+    """Requantize against the stored scales (codes 0..63 per group, fp16 d) and pack the block."""
+    n_blocks = blocks.shape[0]
     group_d = d.astype(np.float32)[:, None] * (stored.astype(np.float32) - np.float32(32))
     dg = group_d[:, :, None]
     nonzero = dg != 0  # C keeps make_q3_quants' levels where the group scale is 0

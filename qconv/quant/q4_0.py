@@ -9,7 +9,8 @@ Mirrors ggml-quants.c ``quantize_row_q4_0_ref`` and ``dequantize_row_q4_0``::
 
 Quantization: ``max`` is the signed value of the first element with the largest magnitude (C keeps
 the first one because it compares with a strict ``<``, starting from +0.0), ``d = max / -8``,
-``id = d ? 1/d : 0``, ``q = MIN(15, (int8_t)(x*id + 8.5f))``.
+``id = d ? 1/d : 0``, ``q = MIN(15, (int8_t)(x*id + 8.5f))``. With an importance matrix,
+``quantize_row_q4_0_impl``: the weighted ``make_qx_quants`` search of weighted.py, ``q = l + 8``.
 
 This module also holds the pieces the other legacy kernels (Q4_1, Q5_0, Q5_1, Q8_0) share: the
 chunk loop, the inverse scale, the signed absolute maximum and the nibble packing. They work on
@@ -26,6 +27,7 @@ import numpy.typing as npt
 
 from qconv.errors import QuantizationError
 from qconv.gguf.constants import QK, QUANT_SIZES, GGMLType
+from qconv.quant import weighted
 from qconv.quant.float import fp16_values, put_fp16
 
 F32 = np.float32
@@ -238,6 +240,28 @@ def _dequantize_chunk(data: Bytes, out: Floats) -> None:
     d = fp16_values(data[:, :2])
     np.subtract(unpack_nibbles(data[:, 2:]), F32(8), out=out, dtype=F32)
     out *= d[:, None]
+
+
+def _quantize_weighted_chunk(blocks: Floats, weights: Floats) -> Bytes:
+    n = blocks.shape[0]
+    d, levels = weighted.make_qx_quants(
+        weighted.element_major(blocks), weighted.element_major(weights), 8
+    )
+    out = np.empty((n, _TYPE_SIZE), dtype=np.uint8)
+    put_fp16(out, 0, d[:n])
+    pack_nibbles(weighted.block_codes(levels, n), out[:, 2:])
+    return out
+
+
+def quantize_rows_imatrix(
+    rows: npt.NDArray[np.float32], imatrix: npt.NDArray[np.float32]
+) -> npt.NDArray[np.uint8]:
+    """float32 ``(n_rows, n_cols)`` with per-column weights → Q4_0 rows, as quantize_row_q4_0_impl.
+
+    Raises:
+        QuantizationError: the rows hold NaN or ±inf.
+    """
+    return weighted.quantize_rows(rows, imatrix, _TYPE_SIZE, _quantize_weighted_chunk)
 
 
 def quantize_blocks(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:

@@ -9,7 +9,8 @@ Mirrors ggml-quants.c ``quantize_row_q4_1_ref`` and ``dequantize_row_q4_1``::
 
 Quantization: ``min``/``max`` of the block, ``d = (max - min) / 15``, ``id = d ? 1/d : 0``,
 ``q = MIN(15, (int8_t)((x - min)*id + 0.5f))``, and ``m`` is ``min`` itself. This module also holds
-the min/max core that Q5_1 shares.
+the min/max core that Q5_1 shares. With an importance matrix (``quantize_row_q4_1_impl``) scale and
+minimum come from the weighted ``make_qkx3_quants`` search (see weighted.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import numpy as np
 import numpy.typing as npt
 
 from qconv.gguf.constants import QUANT_SIZES, GGMLType
+from qconv.quant import weighted
 from qconv.quant.float import fp16_values, put_fp16
+from qconv.quant.kquant import make_qkx2_quants
 from qconv.quant.q4_0 import (
     F32,
     Bytes,
@@ -96,6 +99,28 @@ def dequantize_with_minimum(q: Bytes, d: Floats, m: Floats, out: Floats) -> None
 def _dequantize_chunk(data: Bytes, out: Floats) -> None:
     q = unpack_nibbles(data[:, 4:])
     dequantize_with_minimum(q, fp16_values(data[:, :2]), fp16_values(data[:, 2:4]), out)
+
+
+def _quantize_weighted_chunk(blocks: Floats, weights: Floats) -> Bytes:
+    n = blocks.shape[0]
+    x, w = weighted.element_major(blocks), weighted.element_major(weights)
+    levels, d, the_min = make_qkx2_quants(x, w, 15, -0.9, 0.05, 36, False)
+    out = np.empty((n, _TYPE_SIZE), dtype=np.uint8)
+    put_fp16(out, 0, d[:n])
+    put_fp16(out, 2, -the_min[:n])  # C: y.m = GGML_FP32_TO_FP16(-min) of *the_min
+    pack_nibbles(weighted.block_codes(levels, n), out[:, 4:])
+    return out
+
+
+def quantize_rows_imatrix(
+    rows: npt.NDArray[np.float32], imatrix: npt.NDArray[np.float32]
+) -> npt.NDArray[np.uint8]:
+    """float32 ``(n_rows, n_cols)`` with per-column weights → Q4_1 rows, as quantize_row_q4_1_impl.
+
+    Raises:
+        QuantizationError: the rows hold NaN or ±inf.
+    """
+    return weighted.quantize_rows(rows, imatrix, _TYPE_SIZE, _quantize_weighted_chunk)
 
 
 def quantize_blocks(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:

@@ -9,7 +9,9 @@ Mirrors ggml-quants.c ``quantize_row_q5_0_ref`` and ``dequantize_row_q5_0``::
     x[j] ≈ (q[j] - 16) * d                         q in 0..31
 
 Quantization is Q4_0's with 32 levels: ``d = max / -16``,
-``q = MIN(31, (int8_t)(x*id + 16.5f))``. This module also holds the ``qh`` packing Q5_1 shares.
+``q = MIN(31, (int8_t)(x*id + 16.5f))``; with an importance matrix, the weighted
+``make_qx_quants`` search of weighted.py (``quantize_row_q5_0_impl``). This module also holds the
+``qh`` packing Q5_1 shares.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from qconv.gguf.constants import QUANT_SIZES, GGMLType
+from qconv.quant import weighted
 from qconv.quant.float import fp16_values, put_fp16
 from qconv.quant.q4_0 import (
     F32,
@@ -85,6 +88,30 @@ def _dequantize_chunk(data: Bytes, out: Floats) -> None:
     d = fp16_values(data[:, :2])
     np.subtract(unpack_codes(data[:, 2:6], data[:, 6:]), F32(16), out=out, dtype=F32)
     out *= d[:, None]
+
+
+def _quantize_weighted_chunk(blocks: Floats, weights: Floats) -> Bytes:
+    n = blocks.shape[0]
+    d, levels = weighted.make_qx_quants(
+        weighted.element_major(blocks), weighted.element_major(weights), 16
+    )
+    out = np.empty((n, _TYPE_SIZE), dtype=np.uint8)
+    q = weighted.block_codes(levels, n)
+    put_fp16(out, 0, d[:n])
+    pack_high_bits(q, out[:, 2:6])
+    pack_nibbles(q, out[:, 6:])
+    return out
+
+
+def quantize_rows_imatrix(
+    rows: npt.NDArray[np.float32], imatrix: npt.NDArray[np.float32]
+) -> npt.NDArray[np.uint8]:
+    """float32 ``(n_rows, n_cols)`` with per-column weights → Q5_0 rows, as quantize_row_q5_0_impl.
+
+    Raises:
+        QuantizationError: the rows hold NaN or ±inf.
+    """
+    return weighted.quantize_rows(rows, imatrix, _TYPE_SIZE, _quantize_weighted_chunk)
 
 
 def quantize_blocks(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:

@@ -8,7 +8,8 @@ Mirrors ggml-quants.c ``quantize_row_q5_1_ref`` and ``dequantize_row_q5_1``::
     x[j] ≈ q[j] * d + m                 q in 0..31 (two float32 roundings: no FMA in ggml-base)
 
 Quantization is Q4_1's with 32 levels: ``d = (max - min) / 31``,
-``q = (uint8_t)((x - min)*id + 0.5f)``.
+``q = (uint8_t)((x - min)*id + 0.5f)``. With an importance matrix (``quantize_row_q5_1_impl``) scale
+and minimum come from the weighted ``make_qkx3_quants`` search (see weighted.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import numpy as np
 import numpy.typing as npt
 
 from qconv.gguf.constants import QUANT_SIZES, GGMLType
+from qconv.quant import weighted
 from qconv.quant.float import fp16_values, put_fp16
+from qconv.quant.kquant import make_qkx2_quants
 from qconv.quant.q4_0 import (
     Bytes,
     Floats,
@@ -42,6 +45,30 @@ def _quantize_chunk(blocks: Floats, out: Bytes) -> None:
 def _dequantize_chunk(data: Bytes, out: Floats) -> None:
     q = unpack_codes(data[:, 4:8], data[:, 8:])
     dequantize_with_minimum(q, fp16_values(data[:, :2]), fp16_values(data[:, 2:4]), out)
+
+
+def _quantize_weighted_chunk(blocks: Floats, weights: Floats) -> Bytes:
+    n = blocks.shape[0]
+    x, w = weighted.element_major(blocks), weighted.element_major(weights)
+    levels, d, the_min = make_qkx2_quants(x, w, 31, -0.9, 0.05, 36, False)
+    out = np.empty((n, _TYPE_SIZE), dtype=np.uint8)
+    q = weighted.block_codes(levels, n)
+    put_fp16(out, 0, d[:n])
+    put_fp16(out, 2, -the_min[:n])  # C: y.m = GGML_FP32_TO_FP16(-min) of *the_min
+    pack_high_bits(q, out[:, 4:8])
+    pack_nibbles(q, out[:, 8:])
+    return out
+
+
+def quantize_rows_imatrix(
+    rows: npt.NDArray[np.float32], imatrix: npt.NDArray[np.float32]
+) -> npt.NDArray[np.uint8]:
+    """float32 ``(n_rows, n_cols)`` with per-column weights → Q5_1 rows, as quantize_row_q5_1_impl.
+
+    Raises:
+        QuantizationError: the rows hold NaN or ±inf.
+    """
+    return weighted.quantize_rows(rows, imatrix, _TYPE_SIZE, _quantize_weighted_chunk)
 
 
 def quantize_blocks(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:

@@ -1,6 +1,7 @@
 """Q5_K: 256-element super-blocks of eight 32-element sub-blocks, 5.5 bits per weight.
 
-Mirrors ggml-quants.c ``quantize_row_q5_K_ref`` (no importance matrix) and ``dequantize_row_q5_K``.
+Mirrors ggml-quants.c ``quantize_row_q5_K_ref`` (no importance matrix), ``quantize_row_q5_K_impl``
+(with one) and ``dequantize_row_q5_K``.
 
 Block (176 bytes)::
 
@@ -24,6 +25,7 @@ from qconv.quant.kquant import (
     quantize_in_chunks,
     quantize_k4_superblocks,
 )
+from qconv.quant.kquant_weighted import quantize_k4_weighted, quantize_rows_weighted
 
 _TYPE_SIZE = QUANT_SIZES[GGMLType.Q5_K][1]
 CHUNK_BLOCKS = 512  # super-blocks per search chunk, as for Q4_K
@@ -48,6 +50,26 @@ def _quantize_chunk(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
 def quantize_blocks(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
     """float32 (n_blocks, 256) → (n_blocks, 176) Q5_K bytes, bit-identical to ggml's reference."""
     return quantize_in_chunks(blocks, _TYPE_SIZE, CHUNK_BLOCKS, _quantize_chunk)
+
+
+def _quantize_chunk_weighted(
+    blocks: npt.NDArray[np.float32], qw: npt.NDArray[np.float32]
+) -> npt.NDArray[np.uint8]:
+    head, levels = quantize_k4_weighted(blocks, qw, nmax=31, clamp_codes=True)
+    packed: npt.NDArray[np.uint8] = np.concatenate([head, _pack_levels(levels)], axis=1)
+    return packed
+
+
+def quantize_rows_imatrix(
+    rows: npt.NDArray[np.float32], imatrix: npt.NDArray[np.float32]
+) -> npt.NDArray[np.uint8]:
+    """float32 (n_rows, n_cols) with per-column quant weights → Q5_K bytes (n_rows, row_nbytes).
+
+    Bit-identical to ggml's ``quantize_row_q5_K_impl`` (``ggml_quantize_chunk`` with an imatrix).
+    """
+    return quantize_rows_weighted(
+        rows, imatrix, _TYPE_SIZE, 32, CHUNK_BLOCKS, _quantize_chunk_weighted, refuse_nan=True
+    )
 
 
 def dequantize_blocks(data: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:

@@ -1,6 +1,7 @@
 """Q6_K: 256-element super-blocks of 6-bit levels with 16 signed 8-bit group scales, 210 bytes.
 
-Mirrors ggml-quants.c ``quantize_row_q6_K_ref`` and ``dequantize_row_q6_K``::
+Mirrors ggml-quants.c ``quantize_row_q6_K_ref``, ``quantize_row_q6_K_impl`` (with an importance
+matrix) and ``dequantize_row_q6_K``::
 
     byte 0            128          192            208      210
          | ql[128]    | qh[64]     | scales[16]   | d      |
@@ -19,6 +20,7 @@ import numpy.typing as npt
 
 from qconv.gguf.constants import QUANT_SIZES, GGMLType
 from qconv.quant.kquant_qx import (
+    CHUNK_BLOCKS,
     GROUP_MAX_EPS,
     block_major,
     element_major,
@@ -27,9 +29,10 @@ from qconv.quant.kquant_qx import (
     quantize_in_chunks,
     round_signed_levels,
 )
+from qconv.quant.kquant_weighted import quantize_rows_weighted
 from qconv.quant.rounding import nearest_int
 
-__all__ = ["dequantize_blocks", "quantize_blocks"]
+__all__ = ["dequantize_blocks", "quantize_blocks", "quantize_rows_imatrix"]
 
 BLOCK_SIZE, TYPE_SIZE = QUANT_SIZES[GGMLType.Q6_K]
 _N_GROUPS = 16
@@ -50,9 +53,38 @@ def quantize_blocks(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
 
 
 def _quantize_chunk(blocks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
+    group_scales, levels = make_qx_quants(element_major(blocks), _NMAX)
+    return _finish_chunk(blocks, group_scales, levels)
+
+
+def _quantize_chunk_weighted(
+    blocks: npt.NDArray[np.float32], qw: npt.NDArray[np.float32]
+) -> npt.NDArray[np.uint8]:
+    # quantize_row_q6_K_impl hands make_qx_quants the raw quant weights (its sigma2 weighting is
+    # commented out in ggml-quants.c); everything after the group search is as without them.
+    group_scales, levels = make_qx_quants(element_major(blocks), _NMAX, qw)
+    return _finish_chunk(blocks, group_scales, levels)
+
+
+def quantize_rows_imatrix(
+    rows: npt.NDArray[np.float32], imatrix: npt.NDArray[np.float32]
+) -> npt.NDArray[np.uint8]:
+    """float32 (n_rows, n_cols) with per-column quant weights → Q6_K bytes (n_rows, row_nbytes).
+
+    Bit-identical to ggml's ``quantize_row_q6_K_impl`` (``ggml_quantize_chunk`` with an imatrix).
+    """
+    return quantize_rows_weighted(
+        rows, imatrix, TYPE_SIZE, 16, CHUNK_BLOCKS, _quantize_chunk_weighted, refuse_nan=False
+    )
+
+
+def _finish_chunk(
+    blocks: npt.NDArray[np.float32],
+    group_scales: npt.NDArray[np.float32],
+    levels: npt.NDArray[np.int8],
+) -> npt.NDArray[np.uint8]:
+    """Super-block scale, int8 group scales, requantization and packing from the group search."""
     n_blocks = blocks.shape[0]
-    x = element_major(blocks)
-    group_scales, levels = make_qx_quants(x, _NMAX)
     scales = group_scales.reshape(n_blocks, _N_GROUPS)
     max_abs, max_scale = first_absmax(np.ascontiguousarray(scales.T))
     empty = max_abs < GROUP_MAX_EPS  # C zeroes the whole block
