@@ -114,7 +114,15 @@ def plan_conversion(
     kvs += architecture.metadata(chosen.ftype)
     if architecture.known and not options.no_vocab:
         assert source.root is not None
-        kvs += tokenizer_metadata(source.root, values, pre=options.tokenizer_pre)
+        spec = architecture.spec
+        assert spec is not None
+        kvs += tokenizer_metadata(
+            source.root,
+            values,
+            pre=options.tokenizer_pre,
+            space_prefix=spec.space_prefix,
+            added_verbatim=spec.spm_added_verbatim,
+        )
     if chosen.llama_quantize_layout:
         kvs = _llama_quantize_kv_order(kvs)
     kvs = merge_kvs(kvs, overrides)
@@ -125,6 +133,8 @@ def plan_conversion(
     warnings = _fallback_warnings(plans)
     if not architecture.known:
         warnings.insert(0, _generic_warning(architecture))
+    if (towers := architecture.skipped_towers(source.tensors)) is not None:
+        warnings.insert(0, towers)
     return Conversion(source, chosen, kvs, plans, warnings)
 
 
@@ -137,7 +147,7 @@ def _named_tensors(source: Source, architecture: Architecture) -> list[tuple[str
     named: list[tuple[str, TensorData]] = [
         (name, GeneratedTensor(name, values)) for name, values in architecture.extra_tensors()
     ]
-    return named + architecture.tensors([_checked(ref) for ref in source.tensors])
+    return named + architecture.tensors([_checked(ref) for ref in source.tensors], source.root)
 
 
 MAX_LISTED_FALLBACKS = 3

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -30,9 +31,10 @@ from qconv.gguf.metadata import KV, kv_string, kv_uint32
 from qconv.model.config import ModelConfig
 from qconv.model.families import SPECS
 from qconv.model.hparams import hyperparameters, llama3_rope_factors, rope_parameters
-from qconv.model.mapping import GENERIC, map_tensors
+from qconv.model.mapping import GENERIC, VOCAB_TRANSFORMS, map_tensors, tower_modules
 from qconv.model.spec import ArchSpec
 from qconv.source import TensorData
+from qconv.tokenizer.vocab import tokenizer_vocab_size
 
 __all__ = ["GENERIC", "Architecture", "select_architecture"]
 
@@ -50,8 +52,12 @@ class Architecture:
         return self.spec is not None
 
     def header(self) -> list[KV]:
-        """``general.architecture`` and ``general.type``: the first two KVs of every file."""
-        return [kv_string("general.architecture", self.name), kv_string("general.type", "model")]
+        """``general.architecture`` and ``general.type``: the first KVs of every file (with the keys
+        a family sets while generating tensors between them)."""
+        kvs = [kv_string("general.architecture", self.name)]
+        if self.spec is not None and self.spec.extra_keys is not None:
+            kvs += self.spec.extra_keys(self.spec, self.config)
+        return [*kvs, kv_string("general.type", "model")]
 
     def metadata(self, file_type: int) -> list[KV]:
         """Hyperparameter KVs (with general.file_type and general.quantization_version in place).
@@ -67,14 +73,40 @@ class Architecture:
             ]
         return hyperparameters(self.spec, self.name, self.config, file_type)
 
-    def tensors(self, source_tensors: Sequence[TensorData]) -> list[tuple[str, TensorData]]:
-        """(GGUF name, data) in the converter's order; the source's names in generic mode."""
+    def tensors(
+        self, source_tensors: Sequence[TensorData], model_dir: Path | None = None
+    ) -> list[tuple[str, TensorData]]:
+        """(GGUF name, data) in the converter's order; the source's names in generic mode.
+
+        ``model_dir`` holds the tokenizer files, read when a transform trims to the vocabulary.
+
+        Raises:
+            SourceError: a tensor has no GGUF name, or the tokenizer a transform needs is missing.
+        """
         if self.spec is None:
             return [(data.name, data) for data in source_tensors]
-        return map_tensors(self.spec, self.config, source_tensors)
+        n_vocab = None
+        wanted = {name for names in self.spec.transforms.values() for name in names}
+        if model_dir is not None and wanted & VOCAB_TRANSFORMS:
+            n_vocab = tokenizer_vocab_size(model_dir, dict(self.config.values))
+        return map_tensors(self.spec, self.config, source_tensors, n_vocab=n_vocab)
+
+    def skipped_towers(self, source_tensors: Sequence[TensorData]) -> str | None:
+        """One warning naming the vision/audio modules the text model leaves out, if any."""
+        if self.spec is None:
+            return None
+        modules = tower_modules([data.name for data in source_tensors])
+        if not modules:
+            return None
+        return (
+            f"not converted: {', '.join(modules)} (the vision/audio tower and projector); qconv "
+            "writes the text model only, llama.cpp reads the tower from a separate mmproj file"
+        )
 
     def extra_tensors(self) -> list[tuple[str, npt.NDArray[np.float32]]]:
         """Tensors llama.cpp needs that the checkpoint lacks; written before all others."""
+        if self.spec is not None and self.spec.extra_tensors is not None:
+            return self.spec.extra_tensors(self.config)
         if self.spec is None or not self.spec.llama3_rope:
             return []
         params = rope_parameters(self.config)

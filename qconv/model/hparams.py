@@ -195,7 +195,8 @@ def hyperparameters(
     Raises:
         SourceError / FormatError: config.json lacks a required key or holds a wrong value.
     """
-    kvs = base_keys(name, config)
+    own_base = spec.base_keys if spec is not None else None
+    kvs = (own_base or base_keys)(name, config)
     kvs.append(kv_uint32("general.file_type", file_type))
     for key in spec.trailing_keys if spec else ():
         if key == "vocab_size":
@@ -203,7 +204,13 @@ def hyperparameters(
         elif key == "rope.dimension_count":
             kvs.append(kv_uint32(f"{name}.rope.dimension_count", rope_dimension(config)))
     if spec is not None and spec.family_keys is not None:
-        kvs += spec.family_keys(spec, config)
+        index = {kv.key: i for i, kv in enumerate(kvs)}
+        for kv in spec.family_keys(spec, config):
+            if kv.key in index:  # gguf-py overwrites a duplicate key in place
+                kvs[index[kv.key]] = kv
+            else:
+                index[kv.key] = len(kvs)
+                kvs.append(kv)
     kvs.append(kv_uint32("general.quantization_version", GGML_QNT_VERSION))
     return kvs
 

@@ -25,7 +25,14 @@ from qconv.model.transforms import (
 )
 from qconv.source import TensorData
 
-__all__ = ["TRANSFORMS", "TransformContext", "map_tensors"]
+__all__ = [
+    "TRANSFORMS",
+    "VOCAB_TRANSFORMS",
+    "TransformContext",
+    "is_tower_tensor",
+    "map_tensors",
+    "tower_modules",
+]
 
 _GLOBAL = re.compile(r"(.+)\.(weight|bias)")
 GENERIC = "generic"
@@ -33,12 +40,14 @@ GENERIC = "generic"
 
 @dataclass(frozen=True, slots=True)
 class TransformContext:
-    """What a transform may ask: the tensor's names, the config, the spec."""
+    """What a transform may ask: the tensor's names, the config, the spec, and the number of
+    tokens the tokenizer really has (``n_vocab``; None when the spec needs no such transform)."""
 
     hf_name: str
     gguf_name: str
     config: ModelConfig
     spec: ArchSpec
+    n_vocab: int | None = None
 
 
 def permute_qk(data: TensorData, ctx: TransformContext) -> TensorData:
@@ -60,11 +69,51 @@ def norm_plus_one(data: TensorData, ctx: TransformContext) -> TensorData:
     return ShiftedTensor(ctx.hf_name, data, 1.0)
 
 
+def trim_vocab(data: TensorData, ctx: TransformContext) -> TensorData:
+    """Only the first rows that the tokenizer has tokens for (``data_torch[:n_vocab_real]``):
+    Gemma 3 pads its embedding past the tokenizer, and llama.cpp sizes the vocabulary from it."""
+    if ctx.n_vocab is None:
+        raise SourceError(f"tensor {ctx.hf_name!r}: the tokenizer's vocabulary size is unknown")
+    if ctx.n_vocab >= data.shape[0]:
+        return data
+    return RowSlice(ctx.hf_name, data, 0, ctx.n_vocab)
+
+
 # The transform library: a spec names these per GGUF tensor kind.
 TRANSFORMS: Mapping[str, Callable[[TensorData, TransformContext], TensorData]] = {
     "permute_qk": permute_qk,
     "norm_plus_one": norm_plus_one,
+    "trim_vocab": trim_vocab,
 }
+# Transforms that need TransformContext.n_vocab (the tokenizer is read only for these).
+VOCAB_TRANSFORMS = frozenset({"trim_vocab"})
+
+# Multimodal towers llama.cpp's text converter skips in every architecture
+# (conversion/base.py TextModel.filter_tensors): they belong in a separate mmproj file.
+_TOWER_PREFIXES = (
+    "mlp", "vit.", "vpm.", "siglip2.", "conformer.", "merger.", "resampler.", "sound_encoder.",
+    "sound_projection.", "speech_embeddings.",
+)  # fmt: skip
+_TOWER_PARTS = (
+    "visual.", "vision.", "audio.", "talker.", "vision_", "audio_", "token2wav.", "code2wav.",
+    "projector.", "pre_mm_projector_norm", "image_newline", "view_seperator", "patch_embed",
+    "patch_embedding", "patch_merger.", "patch_merge_mlp.", "model.connector.",
+)  # fmt: skip
+_LANGUAGE_MODEL = "language_model."
+
+
+def is_tower_tensor(hf_name: str) -> bool:
+    """A vision/audio tower or projector tensor, which the text model does not convert."""
+    return hf_name.startswith(_TOWER_PREFIXES) or any(p in hf_name for p in _TOWER_PARTS)
+
+
+def tower_modules(hf_names: Sequence[str]) -> list[str]:
+    """The top-level modules of the tower tensors among ``hf_names`` (for one warning)."""
+    modules = set()
+    for name in filter(is_tower_tensor, hf_names):
+        parts = name.split(".")
+        modules.add(".".join(parts[:2] if parts[0] == "model" and len(parts) > 2 else parts[:1]))
+    return sorted(modules)
 
 
 def _kind(gguf_name: str) -> str:
@@ -98,9 +147,10 @@ def _unmapped(spec: ArchSpec, hf_name: str) -> SourceError:
 
 
 def _transformed(data: TensorData, hf_name: str, gguf_name: str, spec: ArchSpec,
-                 config: ModelConfig) -> TensorData:  # fmt: skip
+                 config: ModelConfig, n_vocab: int | None = None) -> TensorData:  # fmt: skip
     for transform in spec.transforms.get(_kind(gguf_name), ()):
-        data = TRANSFORMS[transform](data, TransformContext(hf_name, gguf_name, config, spec))
+        context = TransformContext(hf_name, gguf_name, config, spec, n_vocab)
+        data = TRANSFORMS[transform](data, context)
     return data
 
 
@@ -152,9 +202,17 @@ class _ExpertBuffer:
 
 
 def map_tensors(
-    spec: ArchSpec, config: ModelConfig, tensors: Sequence[TensorData]
+    spec: ArchSpec,
+    config: ModelConfig,
+    tensors: Sequence[TensorData],
+    *,
+    n_vocab: int | None = None,
 ) -> list[tuple[str, TensorData]]:
     """(GGUF name, data) for every tensor the converter would write, in its order.
+
+    As the converter's filter_tensors: multimodal tower tensors are left out and
+    ``language_model.`` is dropped from names (the text model of a multimodal checkpoint).
+    ``n_vocab`` is the tokenizer's size for VOCAB_TRANSFORMS.
 
     Raises:
         SourceError: a tensor has no GGUF name, or a layer's experts are incomplete.
@@ -167,6 +225,9 @@ def map_tensors(
     named: list[tuple[str, TensorData]] = []
     for data in tensors:
         hf_name = data.name
+        if is_tower_tensor(hf_name):
+            continue
+        hf_name = hf_name.replace(_LANGUAGE_MODEL, "")
         for pattern, replacement in rewrites:
             hf_name = pattern.sub(replacement, hf_name)
         if hf_name.endswith(DROPPED_SUFFIXES) or any(p.fullmatch(hf_name) for p in dropped):
@@ -189,7 +250,7 @@ def map_tensors(
         if renamed is None:
             raise _unmapped(spec, hf_name)
         gguf_name = renamed[0]
-        named.append((gguf_name, _transformed(data, hf_name, gguf_name, spec, config)))
+        named.append((gguf_name, _transformed(data, hf_name, gguf_name, spec, config, n_vocab)))
     if experts is not None:
         experts.check_empty()
     return named

@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
     from qconv.gguf.metadata import KV
     from qconv.model.config import ModelConfig
 
@@ -104,14 +107,29 @@ class ArchSpec:
     # Values transformers derives from others (head_dim = hidden_size // heads for Llama).
     derive: Callable[[dict[str, Any]], None] | None = None
     # The family's own keys, written after general.file_type (its set_gguf_parameters after
-    # super()), in order.
+    # super()), in order. A key already written keeps its place and takes the new value, as
+    # gguf-py's GGUFWriter.add_key_value overwrites a duplicate.
     family_keys: Callable[[ArchSpec, ModelConfig], list[KV]] | None = None
+    # The keys before general.file_type when the family's set_gguf_parameters does not call
+    # TextModel's (Gemma 2 writes its own, in its own order); None: hparams.base_keys.
+    base_keys: Callable[[str, ModelConfig], list[KV]] | None = None
     # Keys of the llama base class written after general.file_type (vocab_size, rope dims).
     trailing_keys: tuple[str, ...] = ()
     # Llama 3 style rope scaling is stored as a rope_freqs tensor instead of metadata.
     llama3_rope: bool = False
+    # Tensors the family's generate_extra_tensors computes from config.json (Phi-3's LongRoPE
+    # factors), written before all others, and the KVs it sets while doing so, which land right
+    # after general.architecture (the converter prepares tensors before any other metadata).
+    extra_tensors: Callable[[ModelConfig], list[tuple[str, npt.NDArray[np.float32]]]] | None = None
+    extra_keys: Callable[[ArchSpec, ModelConfig], list[KV]] | None = None
+    # SentencePiece added tokens (tokenizer_config.json's added_tokens_decoder, then
+    # tokenizer.json's added_tokens) taken as written: user-defined unless flagged special
+    # (Phi-3's set_vocab).
+    spm_added_verbatim: bool = False
     # Architecture name llama-quantize's rules see (general.architecture), when it differs.
     quant_arch: str = ""
+    # tokenizer.ggml.add_space_prefix written after a SentencePiece vocabulary (Gemma: False).
+    space_prefix: bool | None = None
 
     @property
     def permutes_qk(self) -> bool:

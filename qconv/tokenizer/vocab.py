@@ -28,7 +28,7 @@ from qconv.gguf.metadata import KV, kv_array, kv_bool, kv_string, kv_uint32
 from qconv.tokenizer.sentencepiece import TokenType, read_sentencepiece
 from qconv.tokenizer.wordpiece import wordpiece_vocab
 
-__all__ = ["TokenType", "read_sentencepiece", "tokenizer_metadata"]
+__all__ = ["TokenType", "read_sentencepiece", "tokenizer_metadata", "tokenizer_vocab_size"]
 
 SPECIAL_TYPES = ("bos", "eos", "unk", "sep", "pad", "cls", "mask")
 ID_KEYS = {
@@ -90,12 +90,20 @@ def looks_special(token: str) -> bool:
 
 
 def tokenizer_metadata(
-    model_dir: Path, config: dict[str, Any], *, pre: str | None = None, n_vocab: int | None = None
+    model_dir: Path,
+    config: dict[str, Any],
+    *,
+    pre: str | None = None,
+    n_vocab: int | None = None,
+    space_prefix: bool | None = None,
+    added_verbatim: bool = False,
 ) -> list[KV]:
     """All ``tokenizer.*`` KVs for the checkpoint in ``model_dir``, in llama.cpp's order.
 
     ``pre`` overrides the detected pre-tokenizer (``--tokenizer-pre``); ``n_vocab`` overrides
-    config.json's ``vocab_size`` (the embedding rows).
+    config.json's ``vocab_size`` (the embedding rows); ``space_prefix`` is the family's
+    add_space_prefix, written after a SentencePiece vocabulary (Gemma's set_vocab);
+    ``added_verbatim`` takes SentencePiece added tokens as written (Phi-3's set_vocab).
 
     Raises:
         SourceError: no tokenizer files, unreadable ones, or a pre-tokenizer qconv cannot name.
@@ -108,7 +116,8 @@ def tokenizer_metadata(
     if config.get("model_type") in _SPACE_PREFIX_TYPES and isinstance(prefix, bool):
         kvs.append(kv_bool("tokenizer.ggml.add_space_prefix", prefix))
     if (model_dir / "tokenizer.model").is_file():
-        tokens, scores, types = _sentencepiece_vocab(model_dir, tok_config, size)
+        added = _verbatim_added(tok_config, tok_json) if added_verbatim else None
+        tokens, scores, types = _sentencepiece_vocab(model_dir, tok_config, size, added)
         kvs += [
             kv_string("tokenizer.ggml.model", "llama"),
             kv_string("tokenizer.ggml.pre", pre or "default"),
@@ -116,7 +125,10 @@ def tokenizer_metadata(
             kv_array("tokenizer.ggml.scores", scores, GGUFValueType.FLOAT32),
             kv_array("tokenizer.ggml.token_type", types, GGUFValueType.INT32),
         ]
-        return kvs + _special_vocab(model_dir, tok_json, tok_config, config, len(tokens), False)
+        kvs += _special_vocab(model_dir, tok_json, tok_config, config, len(tokens), False)
+        if space_prefix is not None:
+            kvs.append(kv_bool("tokenizer.ggml.add_space_prefix", space_prefix))
+        return kvs
     if tok_json is None:
         raise SourceError(
             f"{model_dir}: no tokenizer.json or tokenizer.model; convert with --no-vocab for a "
@@ -165,6 +177,29 @@ def _wordpiece_metadata(
     return kvs + _special_vocab(model_dir, tok_json, tok_config, config, len(tokens), False)
 
 
+def tokenizer_vocab_size(model_dir: Path, config: dict[str, Any]) -> int:
+    """How many tokens the tokenizer really has, as Gemma 3's converter counts them to trim the
+    embedding: tokenizer.model's token list as written (config.json's ``vocab_size``, else its
+    pieces), or tokenizer.json's vocab plus its added tokens.
+
+    Raises:
+        SourceError: neither file is there, or tokenizer.json has no vocab.
+    """
+    if (model_dir / "tokenizer.model").is_file():
+        size = config.get("vocab_size")
+        if isinstance(size, int) and not isinstance(size, bool) and size > 0:
+            return size
+        return len(read_sentencepiece(model_dir / "tokenizer.model"))
+    tok_json = _read_json(model_dir / "tokenizer.json")
+    vocab = ((tok_json or {}).get("model") or {}).get("vocab")
+    if tok_json is None or not isinstance(vocab, dict):
+        raise SourceError(
+            f"{model_dir}: no tokenizer.model, and no tokenizer.json with a vocab; this model's "
+            "embedding is trimmed to the tokenizer's vocabulary, so its tokenizer files are needed"
+        )
+    return len(vocab) + len(tok_json.get("added_tokens") or [])
+
+
 def _is_byte_level(tok_json: dict[str, Any]) -> bool:
     def has_byte_level(node: Any) -> bool:
         if not isinstance(node, dict):
@@ -203,8 +238,23 @@ def _bpe_vocab(tok_json: dict[str, Any], size: int | None) -> tuple[list[str], l
     return tokens, [int(t) for t in types]
 
 
+def _verbatim_added(
+    tok_config: dict[str, Any] | None, tok_json: dict[str, Any] | None
+) -> list[tuple[int, str, bool]]:
+    """(id, content, special) of tokenizer_config.json's added_tokens_decoder, then of
+    tokenizer.json's added_tokens, in file order (later entries win)."""
+    decoder = (tok_config or {}).get("added_tokens_decoder") or {}
+    found = [(int(k), str(d["content"]), bool(d.get("special"))) for k, d in decoder.items()]
+    for entry in (tok_json or {}).get("added_tokens") or []:
+        found.append((int(entry["id"]), str(entry["content"]), bool(entry.get("special"))))
+    return found
+
+
 def _sentencepiece_vocab(
-    model_dir: Path, tok_config: dict[str, Any] | None, size: int | None
+    model_dir: Path,
+    tok_config: dict[str, Any] | None,
+    size: int | None,
+    verbatim: list[tuple[int, str, bool]] | None = None,
 ) -> tuple[list[str], list[float], list[int]]:
     pieces = read_sentencepiece(model_dir / "tokenizer.model")
     n = size if size is not None else len(pieces)
@@ -218,6 +268,16 @@ def _sentencepiece_vocab(
         if isinstance(token_id, int) and 0 <= token_id < n:
             tokens[token_id], scores[token_id] = content, -1000.0
             types[token_id] = int(TokenType.USER_DEFINED)
+    if verbatim is not None:
+        for token_id, content, special in verbatim:
+            if not 0 <= token_id < n:
+                raise SourceError(
+                    f"{model_dir}: added token {content!r} has id {token_id}, outside the "
+                    f"vocabulary of {n} (config.json vocab_size)"
+                )
+            tokens[token_id], scores[token_id] = content, -1000.0
+            types[token_id] = int(TokenType.CONTROL if special else TokenType.USER_DEFINED)
+        return tokens, scores, types
     decoder = (tok_config or {}).get("added_tokens_decoder") or {}
     for key, data in decoder.items():
         token_id, content = int(key), str(data["content"])
