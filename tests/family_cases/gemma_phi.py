@@ -8,14 +8,60 @@
   300 tokens; untied lm_head; sliding_window_pattern 1 (no sliding window key).
 - gemma3-vlm: Gemma3ForConditionalGeneration with a small SigLIP tower: text model only,
   explicit layer_types.
+- phi3: Phi-3-mini style: fused qkv / gate_up, SentencePiece vocabulary padded to vocab_size with
+  added tokens taken as written (a non-special "<|user|>" stays user-defined), sliding window.
+- phi3-longrope: Phi-3.5 style LongRoPE (factor tensors, attn_factor), GQA, 384-wide rows.
+- phi4-mini: GPT2Tokenizer (byte-level BPE), tied embeddings, partial rotary 0.75 (24 factors),
+  no sliding window (written as 0).
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 from family_fixtures import FamilyCase
 
 SPM = "arch/llama2/tokenizer"  # 384 pieces
 BPE = "arch/llama3/tokenizer"  # 296 + 4 added tokens
+_GOLDEN = Path(__file__).resolve().parent.parent / "golden"
+
+
+def _special(content: str, special: bool) -> dict[str, object]:
+    return {
+        "content": content, "lstrip": False, "normalized": False, "rstrip": special,
+        "single_word": False, "special": special,
+    }  # fmt: skip
+
+
+def _phi3_tokenizer_config() -> str:
+    """The llama2 tokenizer_config.json plus Phi-3-like added tokens past the 384 pieces; the
+    non-special <|user|> shows Phi-3's verbatim handling (user-defined, not control)."""
+    config = json.loads((_GOLDEN / SPM / "tokenizer_config.json").read_text("utf-8"))
+    config["added_tokens_decoder"].update(
+        {
+            "384": _special("<|endoftext|>", True),
+            "385": _special("<|assistant|>", True),
+            "386": _special("<|user|>", False),
+        }
+    )
+    config["eos_token"] = "<|endoftext|>"
+    return json.dumps(config, indent=2)
+
+
+def _phi4_tokenizer_config() -> str:
+    """Phi-4 names its byte-level BPE tokenizer GPT2Tokenizer: the converter's BPE path."""
+    config = json.loads((_GOLDEN / BPE / "tokenizer_config.json").read_text("utf-8"))
+    config["tokenizer_class"] = "GPT2Tokenizer"
+    # GPT2Tokenizer's default unk token "<|endoftext|>" is not in this vocabulary (transformers
+    # would append it); Phi-4's own config names its tokens, as here.
+    config["unk_token"] = "<|end_of_text|>"
+    return json.dumps(config, indent=2)
+
+
+def _factors(n: int, base: float) -> list[float]:
+    return [round(base + 0.37 * i, 4) for i in range(n)]
+
 
 CASES = [
     FamilyCase(
@@ -131,6 +177,81 @@ CASES = [
             "mm_tokens_per_image": 4,
         },
         tokenizer=SPM,
+        ftypes=("q4_k_m",),
+    ),
+    FamilyCase(
+        name="phi3",
+        hf_class="Phi3ForCausalLM",
+        model_type="phi3",
+        config={
+            "vocab_size": 392,
+            "hidden_size": 256,
+            "intermediate_size": 320,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "sliding_window": 128,
+            "eos_token_id": 384,
+            "pad_token_id": 384,
+        },
+        tokenizer=SPM,
+        extra_files={"tokenizer_config.json": _phi3_tokenizer_config()},
+        ftypes=("q4_k_m", "q6_k"),
+    ),
+    FamilyCase(
+        name="phi3-longrope",
+        hf_class="Phi3ForCausalLM",
+        model_type="phi3",
+        config={
+            "vocab_size": 392,
+            "hidden_size": 384,
+            "intermediate_size": 512,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 6,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 131072,
+            "original_max_position_embeddings": 4096,
+            "rope_scaling": {
+                "type": "longrope",
+                "long_factor": _factors(32, 1.0),
+                "short_factor": _factors(32, 0.5),
+            },
+            "sliding_window": 262144,
+            "eos_token_id": 384,
+            "pad_token_id": 384,
+        },
+        tokenizer=SPM,
+        extra_files={"tokenizer_config.json": _phi3_tokenizer_config()},
+        ftypes=("q4_k_m",),
+    ),
+    FamilyCase(
+        name="phi4-mini",
+        hf_class="Phi3ForCausalLM",
+        model_type="phi3",
+        # "tiny-phi4-mini" would make "mini" the size label, which qconv's card reading does not
+        # (yet) do like gguf-py's Metadata heuristics; that is not what this case tests.
+        dir_name="tiny-phi4",
+        config={
+            "vocab_size": 320,
+            "hidden_size": 256,
+            "intermediate_size": 384,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "partial_rotary_factor": 0.75,
+            "max_position_embeddings": 8192,
+            "original_max_position_embeddings": 4096,
+            "rope_scaling": {
+                "type": "longrope",
+                "long_factor": _factors(24, 1.0),
+                "short_factor": _factors(24, 1.0),
+            },
+            "tie_word_embeddings": True,
+            "bos_token_id": 296,
+            "eos_token_id": 297,
+            "pad_token_id": 297,
+        },
+        tokenizer=BPE,
+        extra_files={"tokenizer_config.json": _phi4_tokenizer_config()},
         ftypes=("q4_k_m",),
     ),
 ]
