@@ -56,6 +56,8 @@ def _describe_transforms(spec: ArchSpec) -> str:
         done.append("drops " + ", ".join(f"`{pattern}`" for pattern in spec.dropped))
     if spec.llama3_rope:
         done.append("Llama 3 rope scaling as a rope_freqs tensor")
+    if spec.extra_tensors is not None:  # its docstring's first line says what it generates
+        done.append((spec.extra_tensors.__doc__ or "generated tensors").strip().splitlines()[0])
     return "; ".join(done) or "renamed only"
 
 

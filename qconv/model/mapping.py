@@ -72,10 +72,8 @@ def norm_plus_one(data: TensorData, ctx: TransformContext) -> TensorData:
 def trim_vocab(data: TensorData, ctx: TransformContext) -> TensorData:
     """Only the first rows that the tokenizer has tokens for (``data_torch[:n_vocab_real]``):
     Gemma 3 pads its embedding past the tokenizer, and llama.cpp sizes the vocabulary from it."""
-    if ctx.n_vocab is None:
-        raise SourceError(f"tensor {ctx.hf_name!r}: the tokenizer's vocabulary size is unknown")
-    if ctx.n_vocab >= data.shape[0]:
-        return data
+    if ctx.n_vocab is None or ctx.n_vocab >= data.shape[0]:
+        return data  # None: names only, no tokenizer folder given (Architecture.tensors)
     return RowSlice(ctx.hf_name, data, 0, ctx.n_vocab)
 
 

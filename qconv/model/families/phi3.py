@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from qconv.errors import FormatError
+from qconv.errors import FormatError, SourceError
 from qconv.gguf.metadata import KV, kv_float32, kv_uint32
 from qconv.model.config import ModelConfig
 from qconv.model.hparams import block_count, rope_parameters
@@ -31,8 +31,8 @@ def _rope_dims(config: ModelConfig) -> int:
     n_embd = config.first_int(("hidden_size", "n_embd"))
     n_head = config.first_int(("num_attention_heads", "n_head"), minimum=1)
     if n_embd is None or n_head is None:
-        config.integer("hidden_size" if n_embd is None else "num_attention_heads")  # raises
-        raise AssertionError  # unreachable: integer() raised
+        missing = "hidden_size" if n_embd is None else "num_attention_heads"
+        raise SourceError(f"{config.label} has no {missing!r}, which llama.cpp needs for Phi-3")
     return int(float(params.get("partial_rotary_factor", 1.0)) * n_embd) // n_head
 
 
@@ -107,6 +107,7 @@ def _long_factors(config: ModelConfig) -> tuple[list[Any], list[Any], float] | N
 
 
 def _rope_factor_tensors(config: ModelConfig) -> list[tuple[str, npt.NDArray[np.float32]]]:
+    """LongRoPE factors as rope_factors_long / rope_factors_short tensors (F32)"""
     found = _long_factors(config)
     if found is None:
         return []
