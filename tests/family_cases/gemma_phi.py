@@ -59,6 +59,12 @@ def _phi4_tokenizer_config() -> str:
     return json.dumps(config, indent=2)
 
 
+# make interop bounds for Gemma 3, measured with the 0.3.36 build on the sample prompt: q8_0
+# 0.996-0.997, q4_k_m 0.897 (gemma3-vlm); its q/k norms and sqrt(n_embd) embedding scale make these
+# tiny random models more sensitive than the other families (a misread file scores near 0).
+GEMMA3_COSINE = {"q8_0": 0.995, "q4_k_m": 0.85}
+
+
 def _factors(n: int, base: float) -> list[float]:
     return [round(base + 0.37 * i, 4) for i in range(n)]
 
@@ -126,6 +132,7 @@ CASES = [
             "final_logit_softcapping": 25.0,
             "max_position_embeddings": 2048,
         },
+        min_cosine=GEMMA3_COSINE,
         tokenizer=SPM,
         ftypes=("q4_k_m", "q6_k"),
     ),
@@ -148,6 +155,9 @@ CASES = [
         },
         tokenizer=BPE,
         ftypes=("q4_k_m",),
+        # The converter trims token_embd to 300 rows while writing 320 tokens; llama.cpp then
+        # refuses the file (token_embd shape check), its own converter's output included.
+        llama_cpp_runs=False,
     ),
     FamilyCase(
         name="gemma3-vlm",
@@ -176,6 +186,7 @@ CASES = [
             },
             "mm_tokens_per_image": 4,
         },
+        min_cosine=GEMMA3_COSINE,
         tokenizer=SPM,
         ftypes=("q4_k_m",),
     ),
