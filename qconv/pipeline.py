@@ -120,8 +120,7 @@ def plan_conversion(
             source.root,
             values,
             pre=options.tokenizer_pre,
-            space_prefix=spec.space_prefix,
-            added_verbatim=spec.spm_added_verbatim,
+            rules=spec.vocab,
         )
     if chosen.llama_quantize_layout:
         kvs = _llama_quantize_kv_order(kvs)

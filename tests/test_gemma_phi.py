@@ -129,3 +129,28 @@ def test_phi3_fused_projections_are_kept_whole() -> None:
     ]
     shapes = [(name, data.shape) for name, data in arch.tensors(tensors)]
     assert shapes == [("blk.0.attn_qkv.weight", (192, 64)), ("blk.0.ffn_up.weight", (256, 64))]
+
+
+def test_gemma2_without_tokenizer_model_names_the_file(tmp_path: Path) -> None:
+    model = write_checkpoint(CASES["gemma2"], tmp_path)
+    (model / "tokenizer.model").unlink()
+    with pytest.raises(SourceError, match=r"tokenizer\.model is missing"):
+        plan_conversion(str(model))
+    assert plan_conversion(str(model), no_vocab=True).plans
+
+
+def test_phi3_gpt2_tokenizer_class_selects_bpe_even_beside_a_tokenizer_model(
+    tmp_path: Path,
+) -> None:
+    model = write_checkpoint(CASES["phi4-mini"], tmp_path)
+    spm = Path(__file__).parent / "golden" / "arch" / "llama2" / "tokenizer" / "tokenizer.model"
+    (model / "tokenizer.model").write_bytes(spm.read_bytes())
+    kvs = {kv.key: kv.value for kv in plan_conversion(str(model)).kvs}
+    assert kvs["tokenizer.ggml.model"] == "gpt2"
+
+
+def test_phi3_su_rope_scaling_is_read_as_longrope_as_transformers_renames_it() -> None:
+    scaling = {"type": "su", "long_factor": [2.0] * 16, "short_factor": [1.0] * 16}
+    header = arch_for({**PHI3, "rope_scaling": scaling}).header()
+    assert header[1].key == "phi3.rope.scaling.attn_factor"
+    assert header[1].value == pytest.approx((1 + np.log(4) / np.log(4096)) ** 0.5)

@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from qconv.tokenizer.vocab import VocabRules
+
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
@@ -122,14 +124,11 @@ class ArchSpec:
     # after general.architecture (the converter prepares tensors before any other metadata).
     extra_tensors: Callable[[ModelConfig], list[tuple[str, npt.NDArray[np.float32]]]] | None = None
     extra_keys: Callable[[ArchSpec, ModelConfig], list[KV]] | None = None
-    # SentencePiece added tokens (tokenizer_config.json's added_tokens_decoder, then
-    # tokenizer.json's added_tokens) taken as written: user-defined unless flagged special
-    # (Phi-3's set_vocab).
-    spm_added_verbatim: bool = False
     # Architecture name llama-quantize's rules see (general.architecture), when it differs.
     quant_arch: str = ""
-    # tokenizer.ggml.add_space_prefix written after a SentencePiece vocabulary (Gemma: False).
-    space_prefix: bool | None = None
+    # How the family's set_vocab departs from the common one (Gemma's space prefix, Phi-3's
+    # verbatim added tokens, a required tokenizer.model, BPE selected by tokenizer class).
+    vocab: VocabRules = field(default_factory=VocabRules)
 
     @property
     def permutes_qk(self) -> bool:

@@ -19,6 +19,7 @@ error naming ``--tokenizer-pre NAME``: a wrong guess would tokenize silently wro
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,13 @@ from qconv.gguf.metadata import KV, kv_array, kv_bool, kv_string, kv_uint32
 from qconv.tokenizer.sentencepiece import TokenType, read_sentencepiece
 from qconv.tokenizer.wordpiece import wordpiece_vocab
 
-__all__ = ["TokenType", "read_sentencepiece", "tokenizer_metadata", "tokenizer_vocab_size"]
+__all__ = [
+    "TokenType",
+    "VocabRules",
+    "read_sentencepiece",
+    "tokenizer_metadata",
+    "tokenizer_vocab_size",
+]
 
 SPECIAL_TYPES = ("bos", "eos", "unk", "sep", "pad", "cls", "mask")
 ID_KEYS = {
@@ -89,24 +96,55 @@ def looks_special(token: str) -> bool:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class VocabRules:
+    """How a family's set_vocab departs from the common one (an ArchSpec field)."""
+
+    # add_space_prefix written after a SentencePiece vocabulary (Gemma: False).
+    space_prefix: bool | None = None
+    # SentencePiece added tokens (tokenizer_config.json's added_tokens_decoder, then
+    # tokenizer.json's added_tokens) taken as written: user-defined unless flagged special (Phi-3).
+    added_verbatim: bool = False
+    # The converter reads only tokenizer.model: without it, it stops (Gemma 2, Phi-3).
+    spm_required: bool = False
+    # tokenizer_config.json tokenizer_class values that select tokenizer.json's BPE even beside
+    # a tokenizer.model (Phi-4: GPT2Tokenizer).
+    bpe_classes: tuple[str, ...] = ()
+
+
+def _uses_sentencepiece(
+    model_dir: Path, tok_config: dict[str, Any] | None, rules: VocabRules
+) -> bool:
+    if rules.bpe_classes and (tok_config or {}).get("tokenizer_class") in rules.bpe_classes:
+        return False
+    if (model_dir / "tokenizer.model").is_file():
+        return True
+    if rules.spm_required:
+        raise SourceError(
+            f"{model_dir / 'tokenizer.model'} is missing: llama.cpp's converter reads this "
+            "model's vocabulary from it (copy it from the original repository, or convert with "
+            "--no-vocab for a weights-only file)"
+        )
+    return False
+
+
 def tokenizer_metadata(
     model_dir: Path,
     config: dict[str, Any],
     *,
     pre: str | None = None,
     n_vocab: int | None = None,
-    space_prefix: bool | None = None,
-    added_verbatim: bool = False,
+    rules: VocabRules = VocabRules(),
 ) -> list[KV]:
     """All ``tokenizer.*`` KVs for the checkpoint in ``model_dir``, in llama.cpp's order.
 
     ``pre`` overrides the detected pre-tokenizer (``--tokenizer-pre``); ``n_vocab`` overrides
-    config.json's ``vocab_size`` (the embedding rows); ``space_prefix`` is the family's
-    add_space_prefix, written after a SentencePiece vocabulary (Gemma's set_vocab);
-    ``added_verbatim`` takes SentencePiece added tokens as written (Phi-3's set_vocab).
+    config.json's ``vocab_size`` (the embedding rows); ``rules`` are the family's departures
+    from the common set_vocab.
 
     Raises:
-        SourceError: no tokenizer files, unreadable ones, or a pre-tokenizer qconv cannot name.
+        SourceError: no tokenizer files (or no tokenizer.model where the family needs it),
+            unreadable ones, or a pre-tokenizer qconv cannot name.
     """
     tok_config = _read_json(model_dir / "tokenizer_config.json")
     tok_json = _read_json(model_dir / "tokenizer.json")
@@ -115,8 +153,8 @@ def tokenizer_metadata(
     prefix = (tok_config or {}).get("add_prefix_space")
     if config.get("model_type") in _SPACE_PREFIX_TYPES and isinstance(prefix, bool):
         kvs.append(kv_bool("tokenizer.ggml.add_space_prefix", prefix))
-    if (model_dir / "tokenizer.model").is_file():
-        added = _verbatim_added(tok_config, tok_json) if added_verbatim else None
+    if _uses_sentencepiece(model_dir, tok_config, rules):
+        added = _verbatim_added(tok_config, tok_json) if rules.added_verbatim else None
         tokens, scores, types = _sentencepiece_vocab(model_dir, tok_config, size, added)
         kvs += [
             kv_string("tokenizer.ggml.model", "llama"),
@@ -126,8 +164,8 @@ def tokenizer_metadata(
             kv_array("tokenizer.ggml.token_type", types, GGUFValueType.INT32),
         ]
         kvs += _special_vocab(model_dir, tok_json, tok_config, config, len(tokens), False)
-        if space_prefix is not None:
-            kvs.append(kv_bool("tokenizer.ggml.add_space_prefix", space_prefix))
+        if rules.space_prefix is not None:
+            kvs.append(kv_bool("tokenizer.ggml.add_space_prefix", rules.space_prefix))
         return kvs
     if tok_json is None:
         raise SourceError(

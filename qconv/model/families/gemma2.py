@@ -14,6 +14,7 @@ from qconv.gguf.metadata import KV, kv_float32, kv_uint32
 from qconv.model.config import ModelConfig
 from qconv.model.hparams import block_count
 from qconv.model.spec import ATTENTION_TENSORS, ArchSpec
+from qconv.tokenizer.vocab import VocabRules
 
 NORMS = {
     "input_layernorm": "attn_norm",
@@ -81,5 +82,5 @@ SPEC = ArchSpec(
     family_keys=_gemma2_keys,
     # Gemma2Model.filter_tensors ignores lm_head: the output is tied to token_embd.
     dropped=(r"lm_head\.weight",),
-    space_prefix=False,
+    vocab=VocabRules(space_prefix=False, spm_required=True),
 )

@@ -17,6 +17,7 @@ from qconv.model.config import ModelConfig
 from qconv.model.families.gemma2 import MLP, NORM_KINDS, NORMS, PLUS_ONE
 from qconv.model.hparams import rope_parameters
 from qconv.model.spec import ATTENTION_TENSORS, ArchSpec
+from qconv.tokenizer.vocab import VocabRules
 
 
 def _gemma3_keys(spec: ArchSpec, config: ModelConfig) -> list[KV]:
@@ -84,5 +85,5 @@ SPEC = ArchSpec(
     },
     derive=_derive_gemma3,
     family_keys=_gemma3_keys,
-    space_prefix=False,
+    vocab=VocabRules(space_prefix=False),
 )

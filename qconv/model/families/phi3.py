@@ -24,6 +24,7 @@ from qconv.gguf.metadata import KV, kv_float32, kv_uint32
 from qconv.model.config import ModelConfig
 from qconv.model.hparams import block_count, rope_parameters
 from qconv.model.spec import ArchSpec
+from qconv.tokenizer.vocab import VocabRules
 
 
 def _rope_dims(config: ModelConfig) -> int:
@@ -167,5 +168,6 @@ SPEC = ArchSpec(
     family_keys=_phi3_keys,
     extra_tensors=_rope_factor_tensors,
     extra_keys=_attn_factor_key,
-    spm_added_verbatim=True,
+    # Phi3MiniModel.set_vocab: tokenizer.model unless tokenizer_config.json says GPT2Tokenizer.
+    vocab=VocabRules(added_verbatim=True, spm_required=True, bpe_classes=("GPT2Tokenizer",)),
 )
