@@ -154,3 +154,19 @@ def test_phi3_su_rope_scaling_is_read_as_longrope_as_transformers_renames_it() -
     header = arch_for({**PHI3, "rope_scaling": scaling}).header()
     assert header[1].key == "phi3.rope.scaling.attn_factor"
     assert header[1].value == pytest.approx((1 + np.log(4) / np.log(4096)) ** 0.5)
+
+
+def test_gemma3_text_model_inside_the_multimodal_class_in_either_naming() -> None:
+    """transformers >= 4.52 nests the text model as model.language_model; older checkpoints (and
+    save_pretrained, which writes the legacy names) use language_model.model."""
+    arch = arch_for({"architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3"})
+    names = [
+        "language_model.model.layers.0.self_attn.q_proj.weight",
+        "model.language_model.layers.1.self_attn.q_proj.weight",
+        "model.vision_tower.vision_model.embeddings.patch_embedding.weight",
+        "multi_modal_projector.mm_input_projection_weight",
+    ]
+    mapped = [name for name, _ in arch.tensors([fake(n, np.ones((4, 4))) for n in names])]
+    assert mapped == ["blk.0.attn_q.weight", "blk.1.attn_q.weight"]
+    warning = arch.skipped_towers([fake(n, np.ones((4, 4))) for n in names])
+    assert warning is not None and "model.vision_tower, multi_modal_projector" in warning
