@@ -116,11 +116,14 @@ def plan_conversion(
         assert source.root is not None
         spec = architecture.spec
         assert spec is not None
-        kvs += tokenizer_metadata(
+        vocab = tokenizer_metadata(
             source.root,
             values,
             pre=options.tokenizer_pre,
             rules=spec.vocab,
+        )
+        kvs += architecture.tokenizer_keys(
+            vocab, source.root, forced_pre=options.tokenizer_pre is not None
         )
     if chosen.llama_quantize_layout:
         kvs = _llama_quantize_kv_order(kvs)

@@ -27,7 +27,7 @@ import numpy.typing as npt
 
 from qconv.errors import SourceError, UsageError
 from qconv.gguf.constants import GGML_QNT_VERSION, Keys
-from qconv.gguf.metadata import KV, kv_string, kv_uint32
+from qconv.gguf.metadata import KV, kv_string, kv_uint32, merge_kvs
 from qconv.model.config import ModelConfig
 from qconv.model.families import SPECS
 from qconv.model.hparams import hyperparameters, llama3_rope_factors, rope_parameters
@@ -113,6 +113,21 @@ class Architecture:
         if str(params.get("rope_type", "")).lower() != "llama3":
             return []
         return [("rope_freqs.weight", llama3_rope_factors(self.config, params))]
+
+    def tokenizer_keys(self, kvs: list[KV], model_dir: Path, *, forced_pre: bool) -> list[KV]:
+        """The tokenizer.* KVs as this family's set_vocab leaves them.
+
+        ``forced_pre`` is True when the user named the pre-tokenizer (--tokenizer-pre), which is
+        then kept as given.
+        """
+        if self.spec is None:
+            return kvs
+        pre = next((kv for kv in kvs if kv.key == "tokenizer.ggml.pre"), None)
+        if not forced_pre and pre is not None and pre.value in self.spec.pre_tokenizers:
+            kvs = merge_kvs(kvs, [kv_string(pre.key, self.spec.pre_tokenizers[str(pre.value)])])
+        if self.spec.tokenizer_hook is not None:
+            kvs = self.spec.tokenizer_hook(self.config, model_dir, kvs)
+        return kvs
 
     @property
     def quant_arch(self) -> str:

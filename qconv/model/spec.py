@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qconv.tokenizer.vocab import VocabRules
@@ -129,6 +130,14 @@ class ArchSpec:
     # How the family's set_vocab departs from the common one (Gemma's space prefix, Phi-3's
     # verbatim added tokens, a required tokenizer.model, BPE selected by tokenizer class).
     vocab: VocabRules = field(default_factory=VocabRules)
+    # What the family's set_vocab does after the common vocabulary code: given the config, the
+    # model folder and the tokenizer.* KVs, the KVs it ends with (for example LlamaModel's
+    # add_bos_token = false for 49152-token vocabularies).
+    tokenizer_hook: Callable[[ModelConfig, Path, list[KV]], list[KV]] | None = None
+    # Pre-tokenizer names as the family's converter writes them, keyed by the name qconv reads
+    # from tokenizer.json (GLM-4's regex is Llama 3's, but llama.cpp tokenizes "glm4" without
+    # merges and without BOS).
+    pre_tokenizers: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def permutes_qk(self) -> bool:

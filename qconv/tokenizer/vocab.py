@@ -30,8 +30,10 @@ from qconv.tokenizer.sentencepiece import TokenType, read_sentencepiece
 from qconv.tokenizer.wordpiece import wordpiece_vocab
 
 __all__ = [
+    "ID_KEYS",
     "TokenType",
     "VocabRules",
+    "read_added_tokens",
     "read_sentencepiece",
     "tokenizer_metadata",
     "tokenizer_vocab_size",
@@ -51,8 +53,9 @@ ID_KEYS = {
 # vocabulary most embedding models share (bge-small, all-MiniLM).
 WORDPIECE_PRE = "bert-bge"
 ADD_KEYS = {typ: f"tokenizer.ggml.add_{typ}_token" for typ in ("bos", "eos", "sep")}
-# Families whose llama.cpp converter writes add_space_prefix from tokenizer_config.json.
-_SPACE_PREFIX_TYPES = ("llama", "mistral")
+# Families whose llama.cpp converter writes add_space_prefix from tokenizer_config.json (those
+# converted by LlamaModel and its subclasses, whose set_vocab does it).
+_SPACE_PREFIX_TYPES = ("llama", "mistral", "smollm3", "granite", "mistral3", "ministral3")
 
 
 # The regexes of tokenizer.json Split pre-tokenizers, as published by the model families.
@@ -61,6 +64,12 @@ _LLAMA3_REGEX = (
     r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 _QWEN2_REGEX = _LLAMA3_REGEX.replace(r"\p{N}{1,3}", r"\p{N}")
+# Mistral's tekken (Mistral NeMo, Mistral Small 3, Ministral 3).
+_TEKKEN_REGEX = (
+    r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|"
+    r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|"
+    r"\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
 _BYTE_LEVEL = ("byte_level", False, False)  # add_prefix_space, use_regex
 _GPT2_BYTE_LEVEL = ("byte_level", False, True)
 
@@ -69,6 +78,7 @@ _GPT2_BYTE_LEVEL = ("byte_level", False, True)
 PRE_TOKENIZERS: dict[tuple[tuple[object, ...], ...], str] = {
     (("split", _LLAMA3_REGEX, "isolated", False), _BYTE_LEVEL): "llama-bpe",
     (("split", _QWEN2_REGEX, "isolated", False), _BYTE_LEVEL): "qwen2",
+    (("split", _TEKKEN_REGEX, "isolated", False), _BYTE_LEVEL): "tekken",
     (("digits", True), _GPT2_BYTE_LEVEL): "starcoder",
     (_GPT2_BYTE_LEVEL,): "gpt-2",
 }
@@ -84,6 +94,17 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     if not isinstance(document, dict):
         raise SourceError(f"{path}: expected a JSON object")
     return document
+
+
+def read_added_tokens(model_dir: Path) -> dict[str, int]:
+    """tokenizer.json's added tokens, text -> id (transformers' ``get_added_vocab()``)."""
+    tok_json = _read_json(model_dir / "tokenizer.json") or {}
+    added = tok_json.get("added_tokens") or []
+    return {
+        str(t["content"]): t["id"]
+        for t in added
+        if isinstance(t, dict) and isinstance(t.get("id"), int) and "content" in t
+    }
 
 
 def looks_special(token: str) -> bool:

@@ -6,7 +6,8 @@ defaults differ (transformers.MistralConfig).
 
 from __future__ import annotations
 
-from qconv.model.spec import ATTENTION_TENSORS, BASE_TENSORS, ArchSpec, derive_llama
+from qconv.model.families.llama import llama_vocab_keys
+from qconv.model.spec import ATTENTION_TENSORS, BASE_TENSORS, ArchSpec, derive_kv_heads
 
 SPEC = ArchSpec(
     name="llama",
@@ -14,7 +15,9 @@ SPEC = ArchSpec(
     model_types=("mistral",),
     layer_tensors={**BASE_TENSORS, **ATTENTION_TENSORS},
     transforms={"attn_q": ("permute_qk",), "attn_k": ("permute_qk",)},
-    derive=derive_llama,
+    # MistralConfig keeps head_dim None unless given (unlike LlamaConfig), so the converter writes
+    # no key_length / value_length then; the rope dimension falls back to hidden_size / heads.
+    derive=derive_kv_heads,
     defaults={
         "vocab_size": 32000,
         "max_position_embeddings": 4096 * 32,
@@ -25,4 +28,5 @@ SPEC = ArchSpec(
     },
     trailing_keys=("vocab_size", "rope.dimension_count"),
     llama3_rope=True,
+    tokenizer_hook=llama_vocab_keys,
 )
