@@ -52,3 +52,16 @@ def test_glm4_names_its_pre_tokenizer_unless_the_user_does(tmp_path: Path) -> No
     assert _kv(plan_conversion(str(model), target="bf16"), "tokenizer.ggml.pre") == "glm4"
     forced = plan_conversion(str(model), target="bf16", tokenizer_pre="llama-bpe")
     assert _kv(forced, "tokenizer.ggml.pre") == "llama-bpe"
+
+
+@pytest.mark.parametrize("how", ["folder", "readme"])
+def test_qwen3_reranker_is_refused_rather_than_written_as_a_decoder(
+    tmp_path: Path, how: str
+) -> None:
+    model = write_checkpoint(CASES["qwen3_embedding_lasttoken"], tmp_path)
+    if how == "folder":
+        model = model.rename(tmp_path / "Qwen3-Reranker-0.6B")
+    else:
+        (model / "README.md").write_text("---\nlicense: apache-2.0\n---\n# Qwen3-Reranker-0.6B\n")
+    with pytest.raises(SourceError, match="Qwen3 reranker.*convert_hf_to_gguf.py"):
+        plan_conversion(str(model), target="bf16")

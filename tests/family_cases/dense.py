@@ -29,7 +29,8 @@ def _llama3_files() -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _no_post_processor() -> dict[str, str]:
-    """The Llama 3 tokenizer with no post-processor: nothing says whether to add BOS."""
+    """The Llama 3 tokenizer with no post-processor: transformers adds no BOS, and nothing tells
+    the converter whether to."""
     tok_json, _ = _llama3_files()
     tok_json["post_processor"] = None
     return {"tokenizer.json": json.dumps(tok_json, ensure_ascii=False)}
@@ -144,6 +145,34 @@ def _ministral3_config(text: dict[str, Any]) -> dict[str, str]:
     return {"config.json": json.dumps(config, indent=2)}
 
 
+def _pooling(mode: str) -> dict[str, str]:
+    """sentence-transformers' modules.json and 1_Pooling/config.json for one pooling mode."""
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {
+            "idx": 1,
+            "name": "1",
+            "path": "1_Pooling",
+            "type": "sentence_transformers.models.Pooling",
+        },
+        {
+            "idx": 2,
+            "name": "2",
+            "path": "2_Normalize",
+            "type": "sentence_transformers.models.Normalize",
+        },
+    ]
+    flags = ("cls_token", "mean_tokens", "max_tokens", "mean_sqrt_len_tokens", "lasttoken")
+    pooling = {"word_embedding_dimension": _TINY["hidden_size"]}
+    pooling.update(
+        {f"pooling_mode_{f}": f in (mode, f"{mode}_token", f"{mode}_tokens") for f in flags}
+    )
+    return {
+        "modules.json": json.dumps(modules, indent=2),
+        "1_Pooling/config.json": json.dumps(pooling, indent=2),
+    }
+
+
 _SMALL = {
     "hidden_size": 256,
     "intermediate_size": 320,
@@ -162,18 +191,21 @@ _TINY = {
 
 CASES = [
     # --- LlamaModel.set_vocab's vocabulary-size branches (llama.py:143-158) -------------------
-    # 49152 entries (SmolLM, SmolLM2, small Granite): add_bos_token = false replaces the true
-    # that the Llama 3 tokenizer's TemplateProcessing gave, in place.
+    # 49152 entries (SmolLM, SmolLM2, small Granite), with SmolLM's tokenizer layout: its
+    # ByteLevel post-processor already gave add_bos_token = false, which the branch replaces in
+    # place (no second key).
     FamilyCase(
         name="llama_vocab49152",
         hf_class="LlamaForCausalLM",
         model_type="llama",
-        config={**_TINY, "vocab_size": 49152, "bos_token_id": 296, "eos_token_id": 297},
-        tokenizer="arch/llama3/tokenizer",
+        config={**_TINY, "vocab_size": 49152, "bos_token_id": 0, "eos_token_id": 0},
+        tokenizer="arch/smollm/tokenizer",
+        pre="smollm",
         outtypes=("bf16",),
         ftypes=(),
     ),
-    # Same branch on the Mistral class, with no add_bos_token before it: the key is appended.
+    # Same branch on the Mistral class, with nothing saying whether to add BOS before it: the
+    # key is appended.
     FamilyCase(
         name="mistral_vocab49152",
         hf_class="MistralForCausalLM",
@@ -339,5 +371,29 @@ CASES = [
             **_tekken_tokenizer(),
             **_ministral3_config({**_TINY, "vocab_size": 300}),
         },
+    ),
+    # --- Qwen2 / Qwen3 shipped for sentence-transformers (qwen.py:66-68) ----------------------
+    # Qwen2Model.set_gguf_parameters ends with _try_set_pooling_type: the pooling of modules.json.
+    FamilyCase(
+        name="qwen3_embedding_lasttoken",
+        hf_class="Qwen3ForCausalLM",
+        model_type="qwen3",
+        config={**_TINY, "head_dim": 32, "vocab_size": 300},
+        tokenizer="arch/qwen3/tokenizer",
+        pre="qwen2",
+        outtypes=("bf16",),
+        ftypes=(),
+        extra_files=_pooling("lasttoken"),
+    ),
+    FamilyCase(
+        name="qwen2_embedding_mean",
+        hf_class="Qwen2ForCausalLM",
+        model_type="qwen2",
+        config={**_TINY, "vocab_size": 300},
+        tokenizer="arch/qwen2/tokenizer",
+        pre="qwen2",
+        outtypes=("bf16",),
+        ftypes=(),
+        extra_files=_pooling("mean"),
     ),
 ]

@@ -1,8 +1,35 @@
-"""Qwen2 / Qwen2.5: the `qwen2` GGUF architecture (q/k/v biases, NEOX RoPE, no permutation)."""
+"""Qwen2 / Qwen2.5: the `qwen2` GGUF architecture (q/k/v biases, NEOX RoPE, no permutation).
+
+Qwen2Model.set_gguf_parameters (conversion/qwen.py:57-73) ends with
+``TextModel._try_set_pooling_type``: a checkpoint shipped for sentence-transformers (an embedding
+model such as gte-Qwen2 or Qwen3-Embedding) gets the pooling type of its ``modules.json`` and the
+classifier pooling of config.json, so llama-embedding pools as the model was trained.
+"""
 
 from __future__ import annotations
 
+from qconv.errors import FormatError
+from qconv.gguf.metadata import KV, kv_uint32
+from qconv.model.config import ModelConfig
+from qconv.model.families.bert import POOLING_TYPES, pooling_type
 from qconv.model.spec import ATTENTION_TENSORS, BASE_TENSORS, ArchSpec, derive_kv_heads
+
+
+def pooling_keys(spec: ArchSpec, config: ModelConfig) -> list[KV]:
+    """pooling type from sentence-transformers' modules.json.
+
+    ``TextModel._try_set_pooling_type`` (base.py:2295-2333), with config.json's
+    classifier_pooling.
+    """
+    kvs = []
+    if config.path is not None and (pooling := pooling_type(config.path.parent)) is not None:
+        kvs.append(kv_uint32(f"{spec.name}.pooling_type", pooling))
+    if (classifier := config.optional_str("classifier_pooling")) is not None:
+        if classifier not in ("cls", "mean"):
+            raise FormatError(f"{config.label}: 'classifier_pooling' must be cls or mean")
+        kvs.append(kv_uint32(f"{spec.name}.classifier.pooling_type", POOLING_TYPES[classifier]))
+    return kvs
+
 
 SPEC = ArchSpec(
     name="qwen2",
@@ -18,4 +45,5 @@ SPEC = ArchSpec(
         "num_key_value_heads": 32,
         "tie_word_embeddings": False,
     },
+    family_keys=pooling_keys,
 )
