@@ -9,11 +9,8 @@ Three vocabulary kinds:
 - WordPiece (BERT embedding models): ``tokenizer.json``'s vocab in llama.cpp's phantom-space form
   (qconv.tokenizer.wordpiece).
 
-``tokenizer.ggml.pre`` names the regex pre-tokenizer llama.cpp must use. llama.cpp's converter
-finds it by hashing the token ids of a fixed text, which needs the `tokenizers` runtime and only
-recognises published vocabularies. qconv reads what decides the pre-tokenization instead: the
-``pre_tokenizer`` section of tokenizer.json (``PRE_TOKENIZERS``). Unknown ones are an
-error naming ``--tokenizer-pre NAME``: a wrong guess would tokenize silently wrong.
+``tokenizer.ggml.pre`` (the regex pre-tokenizer llama.cpp must use) is named by
+qconv.tokenizer.pre from tokenizer.json's pre_tokenizer section.
 """
 
 from __future__ import annotations
@@ -26,13 +23,16 @@ from typing import Any
 from qconv.errors import FormatError, SourceError
 from qconv.gguf.constants import GGUFValueType
 from qconv.gguf.metadata import KV, kv_array, kv_bool, kv_string, kv_uint32
+from qconv.tokenizer.pre import PRE_TOKENIZERS, detect_pre_tokenizer
 from qconv.tokenizer.sentencepiece import TokenType, read_sentencepiece
 from qconv.tokenizer.wordpiece import wordpiece_vocab
 
 __all__ = [
     "ID_KEYS",
+    "PRE_TOKENIZERS",
     "TokenType",
     "VocabRules",
+    "detect_pre_tokenizer",
     "read_added_tokens",
     "read_sentencepiece",
     "tokenizer_metadata",
@@ -56,32 +56,6 @@ ADD_KEYS = {typ: f"tokenizer.ggml.add_{typ}_token" for typ in ("bos", "eos", "se
 # Families whose llama.cpp converter writes add_space_prefix from tokenizer_config.json (those
 # converted by LlamaModel and its subclasses, whose set_vocab does it).
 _SPACE_PREFIX_TYPES = ("llama", "mistral", "smollm3", "granite", "mistral3", "ministral3")
-
-
-# The regexes of tokenizer.json Split pre-tokenizers, as published by the model families.
-_LLAMA3_REGEX = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
-    r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
-_QWEN2_REGEX = _LLAMA3_REGEX.replace(r"\p{N}{1,3}", r"\p{N}")
-# Mistral's tekken (Mistral NeMo, Mistral Small 3, Ministral 3).
-_TEKKEN_REGEX = (
-    r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|"
-    r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|"
-    r"\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
-_BYTE_LEVEL = ("byte_level", False, False)  # add_prefix_space, use_regex
-_GPT2_BYTE_LEVEL = ("byte_level", False, True)
-
-# Pre-tokenizer signature (see _signature) -> tokenizer.ggml.pre; each name selects in llama.cpp
-# (llama-vocab.cpp) the same regexes as the HF pre_tokenizer it is keyed on.
-PRE_TOKENIZERS: dict[tuple[tuple[object, ...], ...], str] = {
-    (("split", _LLAMA3_REGEX, "isolated", False), _BYTE_LEVEL): "llama-bpe",
-    (("split", _QWEN2_REGEX, "isolated", False), _BYTE_LEVEL): "qwen2",
-    (("split", _TEKKEN_REGEX, "isolated", False), _BYTE_LEVEL): "tekken",
-    (("digits", True), _GPT2_BYTE_LEVEL): "starcoder",
-    (_GPT2_BYTE_LEVEL,): "gpt-2",
-}
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -379,46 +353,6 @@ def _special_vocab(
         kvs.append(kv_string("tokenizer.chat_template", template))
     kvs += [kv_bool(f"tokenizer.ggml.normalizer.{k}", v) for k, v in normalizer.items()]
     return kvs
-
-
-def _signature(node: Any) -> tuple[tuple[object, ...], ...]:
-    """The pre-tokenizer steps that change how text is split, ignoring offset-only options."""
-    if not isinstance(node, dict):
-        return ()
-    kind = node.get("type")
-    if kind == "Sequence":
-        return tuple(step for child in node.get("pretokenizers", []) for step in _signature(child))
-    if kind == "Split":
-        pattern = node.get("pattern") or {}
-        regex = pattern.get("Regex", pattern.get("String"))
-        return (("split", regex, str(node.get("behavior", "")).lower(), bool(node.get("invert"))),)
-    if kind == "ByteLevel":
-        use_regex = bool(node.get("use_regex", True))
-        return (("byte_level", bool(node.get("add_prefix_space")), use_regex),)
-    if kind == "Digits":
-        return (("digits", bool(node.get("individual_digits"))),)
-    return ((str(kind), json.dumps(node, sort_keys=True)),)
-
-
-def detect_pre_tokenizer(
-    tok_json: dict[str, Any], tok_config: dict[str, Any], model_dir: Path
-) -> str:
-    """Name llama.cpp's pre-tokenizer for a byte-level BPE tokenizer.json.
-
-    Raises:
-        SourceError: the pre_tokenizer is not in ``PRE_TOKENIZERS``; names --tokenizer-pre.
-    """
-    name = PRE_TOKENIZERS.get(_signature(tok_json.get("pre_tokenizer")))
-    if name == "starcoder" and tok_config.get("clean_up_tokenization_spaces") is False:
-        name = "smollm"  # same regexes; llama.cpp's smollm also leaves spaces uncleaned
-    if name is None:
-        raise SourceError(
-            f"{model_dir / 'tokenizer.json'}: qconv does not recognise this BPE pre-tokenizer, "
-            f"and guessing would make llama.cpp tokenize text differently from the model. Give "
-            f"the llama.cpp name with --tokenizer-pre NAME (for example llama-bpe, qwen2, "
-            f"smollm, gpt-2; see tokenizer.ggml.pre in a GGUF of the same model family)"
-        )
-    return name
 
 
 def _content(entry: Any) -> str | None:
