@@ -58,6 +58,11 @@ def _describe_transforms(spec: ArchSpec) -> str:
         done.append("Llama 3 rope scaling as a rope_freqs tensor")
     if spec.extra_tensors is not None:  # its docstring's first line says what it generates
         done.append((spec.extra_tensors.__doc__ or "generated tensors").strip().splitlines()[0])
+    # The first docstring line of the family's own functions says what they add.
+    for hook in (spec.family_keys, spec.tokenizer_hook):
+        if hook is not None and hook.__doc__:
+            done.append(hook.__doc__.strip().splitlines()[0].rstrip("."))
+    done += [f"pre-tokenizer {a} written as {b}" for a, b in spec.pre_tokenizers.items()]
     return "; ".join(done) or "renamed only"
 
 

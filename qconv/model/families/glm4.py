@@ -34,6 +34,7 @@ _VOCAB_KEYS = ("tokenizer.ggml.token_type", "tokenizer.ggml.merges")
 
 
 def glm4_keys(spec: ArchSpec, config: ModelConfig) -> list[KV]:
+    """rope dimension = head_dim × partial_rotary_factor."""
     factor = rope_parameters(config).get("partial_rotary_factor", 0.5)
     if isinstance(factor, bool) or not isinstance(factor, (int, float)):
         raise SourceError(f"{config.label}: 'partial_rotary_factor' must be a number")
@@ -41,7 +42,10 @@ def glm4_keys(spec: ArchSpec, config: ModelConfig) -> list[KV]:
 
 
 def glm4_vocab_keys(config: ModelConfig, model_dir: Path, kvs: list[KV]) -> list[KV]:
-    """Glm4Model.set_vocab's special tokens, inserted after the ids the tokenizer files set."""
+    """eos, unk, bos and eot ids named by their text, as GLM-4's converter does.
+
+    Glm4Model.set_vocab's special tokens, inserted after the ids the tokenizer files set.
+    """
     del config
     added = read_added_tokens(model_dir)
     keys = {**ID_KEYS, "eot": _EOT_KEY}

@@ -32,6 +32,7 @@ def derive_granite(values: dict[str, Any]) -> None:
 
 
 def granite_keys(spec: ArchSpec, config: ModelConfig) -> list[KV]:
+    """attention/embedding/residual/logit scale keys from the multipliers; head_dim dropped."""
     kvs = []
     for key, suffix in _SCALES:
         if value := config.optional_float(key):

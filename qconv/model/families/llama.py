@@ -25,8 +25,11 @@ _NO_BOS_VOCAB = 49152
 
 
 def llama_vocab_keys(config: ModelConfig, model_dir: Path, kvs: list[KV]) -> list[KV]:
-    """LlamaModel.set_vocab's vocabulary-size branches; each key replaces an earlier one in
-    place or is appended, as gguf-py's writer does."""
+    """add_bos_token = false for 49152-token vocabularies, CodeLlama's eot id for 32016 ones.
+
+    LlamaModel.set_vocab's vocabulary-size branches; each key replaces an earlier one in place or
+    is appended, as gguf-py's writer does.
+    """
     del model_dir  # the branches read only config.json's vocab_size
     vocab_size = config.integer("vocab_size", 32000)
     if vocab_size == _CODELLAMA_VOCAB:

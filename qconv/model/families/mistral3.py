@@ -38,6 +38,7 @@ def derive_mistral3(values: dict[str, Any]) -> None:
 
 
 def ministral3_keys(spec: ArchSpec, config: ModelConfig) -> list[KV]:
+    """ministral3: yarn log multiplier and attention temperature scale; vision tower left out."""
     if config.model_type != _MINISTRAL3:
         return []
     params = rope_parameters(config)

@@ -29,6 +29,7 @@ LAYER_TENSORS = {
 
 
 def sliding_window_keys(spec: ArchSpec, config: ModelConfig) -> list[KV]:
+    """sliding window and per-layer pattern (layer_types, else every 4th layer full)."""
     if "sliding_window" not in config:
         return []
     layer_types = config.optional_list("layer_types")
