@@ -1,14 +1,18 @@
-"""Dense LlamaModel-like families (SmolLM3, Granite 3, OLMo 2/3, GLM-4) and the vocabulary-size
-branches of LlamaModel.set_vocab, on checkpoints made by transformers' own classes.
+"""Dense LlamaModel-like families (SmolLM3, Granite 3, OLMo 2/3, GLM-4, Mistral 3 / Ministral 3)
+and the branches of the converter classes qconv maps (LlamaModel.set_vocab's vocabulary sizes,
+Qwen2/Qwen3 pooling), on checkpoints made by transformers' own classes.
 
-Each family has a case with bf16, q8_0 and the Q4_K_M mixture, and one more case per config value
-the converter branches on (Granite's multipliers and head_dim, OLMo 3's sliding-window pattern,
-GLM-4's partial rotary factor). Hidden sizes of 256 and ffn sizes of 320 give rows that are and
-are not multiples of 256, so the K-quant fallbacks are exercised.
+Each family has a case with bf16, q8_0 and the Q4_K_M mixture (SmolLM3 also Q6_K), and one more
+case per config value the converter branches on (Granite's multipliers and head_dim, OLMo 3's
+sliding-window pattern, GLM-4's partial rotary factor, Ministral 3's yarn parameters). Hidden
+sizes of 256 and ffn sizes of 320 give rows that are and are not multiples of 256, so the K-quant
+fallbacks are exercised.
 
 Tokenizers not committed elsewhere are derived here from the tiny Llama 3 one, so no large file is
-committed: a Llama 3 tokenizer without post-processor (so no add_bos_token reaches the file before
-LlamaModel's 49152 branch appends one), and a GLM-4 layout (``<|endoftext|>``, ``<|user|>`` …).
+committed: one without post-processor (nothing says whether to add BOS before LlamaModel's 49152
+branch appends add_bos_token), a GLM-4 layout (``<|endoftext|>``, ``<|user|>`` …) and Mistral's
+tekken pre-tokenizer regex. A 49152-entry vocabulary is the tiny one padded with ``[PAD<i>]``
+tokens, as the converter pads any vocabulary to config.json's vocab_size.
 """
 
 from __future__ import annotations
@@ -255,13 +259,14 @@ CASES = [
         },
         tokenizer="arch/llama3/tokenizer",
     ),
-    # A head_dim the converter drops (hidden_size / heads is 32), a zero multiplier it skips,
-    # and the rest at GraniteConfig's defaults (written as 1.0).
+    # A head_dim the converter drops (no key_length / value_length keys; a head_dim other than
+    # hidden_size / heads would give a file llama.cpp refuses, from the converter too), a zero
+    # multiplier it skips, and the rest at GraniteConfig's defaults (written as 1.0).
     FamilyCase(
         name="granite_head_dim",
         hf_class="GraniteForCausalLM",
         model_type="granite",
-        config={**_TINY, "head_dim": 64, "vocab_size": 300, "residual_multiplier": 0.0},
+        config={**_TINY, "head_dim": 32, "vocab_size": 300, "residual_multiplier": 0.0},
         tokenizer="arch/llama3/tokenizer",
         outtypes=("bf16",),
         ftypes=(),
