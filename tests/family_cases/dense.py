@@ -47,16 +47,9 @@ def _glm4_tokenizer() -> dict[str, str]:
     """GLM-4-0414's special-token layout on the tiny Llama 3 vocabulary (same regex)."""
     tok_json, tok_config = _llama3_files()
     first = min(t["id"] for t in tok_json["added_tokens"])
+    flags = {"single_word": False, "lstrip": False, "rstrip": False, "normalized": False}
     added = [
-        {
-            "id": first + i,
-            "content": content,
-            "single_word": False,
-            "lstrip": False,
-            "rstrip": False,
-            "normalized": False,
-            "special": True,
-        }
+        {"id": first + i, "content": content, **flags, "special": True}
         for i, content in enumerate(_GLM4_ADDED)
     ]
     tok_json["added_tokens"] = added
