@@ -32,6 +32,13 @@ def _llama3_files() -> tuple[dict[str, Any], dict[str, Any]]:
     return tok_json, tok_config
 
 
+def _llama3_config(**changes: Any) -> dict[str, str]:
+    """The Llama 3 tokenizer_config.json with ``changes``."""
+    _, tok_config = _llama3_files()
+    text = json.dumps({**tok_config, **changes}, ensure_ascii=False, indent=2)
+    return {"tokenizer_config.json": text}
+
+
 def _no_post_processor() -> dict[str, str]:
     """The Llama 3 tokenizer with no post-processor: transformers adds no BOS, and nothing tells
     the converter whether to."""
@@ -53,12 +60,8 @@ def _glm4_tokenizer() -> dict[str, str]:
         for i, content in enumerate(_GLM4_ADDED)
     ]
     tok_json["added_tokens"] = added
-    tok_json["post_processor"] = {
-        "type": "ByteLevel",
-        "add_prefix_space": True,
-        "trim_offsets": False,
-        "use_regex": True,
-    }
+    # Llama 3's ByteLevel step without its BOS template.
+    tok_json["post_processor"] = tok_json["post_processor"]["processors"][0]
     decoder = {str(t["id"]): {k: v for k, v in t.items() if k != "id"} for t in added}
     tok_config = {
         "added_tokens_decoder": decoder,
@@ -104,6 +107,14 @@ _PIXTRAL_TINY = {
 }
 
 
+# Ministral 3's published rope parameters (yarn, 16x from 16384 positions).
+_MINISTRAL3_ROPE = {
+    "rope_type": "yarn", "rope_theta": 1000000.0, "factor": 16.0,
+    "original_max_position_embeddings": 16384, "beta_fast": 32.0, "beta_slow": 1.0, "mscale": 1.0,
+    "mscale_all_dim": 1.0, "llama_4_scaling_beta": 0.1,
+}  # fmt: skip
+
+
 def _ministral3_config(text: dict[str, Any]) -> dict[str, str]:
     """config.json as Ministral 3 publishes it (text model_type ministral3, yarn rope
     parameters), for the tensors of a transformers-made Mistral3ForConditionalGeneration."""
@@ -115,17 +126,7 @@ def _ministral3_config(text: dict[str, Any]) -> dict[str, str]:
         "rms_norm_eps": 1e-05,
         "hidden_act": "silu",
         "tie_word_embeddings": False,
-        "rope_parameters": {
-            "rope_type": "yarn",
-            "rope_theta": 1000000.0,
-            "factor": 16.0,
-            "original_max_position_embeddings": 16384,
-            "beta_fast": 32.0,
-            "beta_slow": 1.0,
-            "mscale": 1.0,
-            "mscale_all_dim": 1.0,
-            "llama_4_scaling_beta": 0.1,
-        },
+        "rope_parameters": _MINISTRAL3_ROPE,
     }
     config = {
         "architectures": ["Mistral3ForConditionalGeneration"],
@@ -263,6 +264,8 @@ CASES = [
         tokenizer="arch/llama3/tokenizer",
         outtypes=("bf16",),
         ftypes=(),
+        # LlamaModel.set_vocab writes tokenizer_config.json's add_prefix_space first.
+        extra_files=_llama3_config(add_prefix_space=False),
     ),
     # --- OLMo 2 / OLMo 3 (olmo.py:48-71) -------------------------------------------------------
     FamilyCase(
