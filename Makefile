@@ -39,11 +39,12 @@ golden: $(STAMP)
 	$(BIN)/python tools/make_quant_goldens.py
 	$(BIN)/python tools/make_mixture_goldens.py
 
-## golden-convert: regenerate tests/golden/arch with llama.cpp's convert_hf_to_gguf.py (needs torch,
-## installed into its own venv under ~/.cache/qconv)
+## golden-convert: regenerate tests/golden/arch, pipeline and pipeline_imatrix with llama.cpp's
+## convert_hf_to_gguf.py, llama-imatrix and llama-quantize (torch in its own venv under ~/.cache/qconv)
 golden-convert: $(STAMP)
 	$(BIN)/python tools/make_arch_goldens.py --keep-tokenizers
 	$(BIN)/python tools/make_pipeline_goldens.py
+	$(BIN)/python tools/make_pipeline_imatrix_goldens.py
 
 ## docs: regenerate docs/cli.md (from --help) and docs/format.md (from the modules' byte diagrams)
 docs: $(STAMP)
