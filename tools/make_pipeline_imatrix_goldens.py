@@ -35,7 +35,7 @@ for extra in (LLAMA_SRC / "gguf-py", ROOT / "tools", ROOT / "tests"):
 from gguf_digest import describe_gguf  # noqa: E402
 from make_pipeline_goldens import CASES, build_llama_quantize, write_checkpoint  # noqa: E402
 
-IMATRIX_FTYPES = ("q4_k_m", "q4_k_s", "q3_k_m", "q2_k", "q4_0", "q6_k", "iq4_nl", "iq4_xs")
+IMATRIX_FTYPES = ("q4_k_m", "q4_k_s", "q3_k_m", "q2_k", "q4_0", "q6_k", "iq4_nl", "iq4_xs", "q8_0")
 PLAIN_FTYPES = ("iq4_nl", "iq4_xs")
 FORMATS = ("gguf", "dat")
 # A context of 128 tokens splits the corpus into ~14 chunks on the tiny tokenizers.
