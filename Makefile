@@ -29,9 +29,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check qconv tests tools
 	$(BIN)/mypy
 
-## bench: speed and memory figures for docs/performance.md
+## bench: speed and memory figures for docs/performance.md, and KL divergence with/without --imatrix
 bench: $(STAMP)
 	$(BIN)/python tools/bench.py
+	$(BIN)/python tools/bench_imatrix.py
 
 ## golden: regenerate tests/golden/quant and tests/golden/mixture from llama.cpp's own C code
 ## (builds libggml-base and llama-quantize once, cached in ~/.cache/qconv)
