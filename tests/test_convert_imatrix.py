@@ -18,10 +18,10 @@ from qconv import ConvertOptions, pipeline, quant
 from qconv.cli import app
 from qconv.errors import UsageError
 from qconv.gguf.constants import GGMLType
+from qconv.model.transforms import GeneratedTensor
 from qconv.pipeline import _chunks, convert_chunk, plan_conversion
 from qconv.plan.mixture import llama_quantize_order
 from qconv.plan.plan import TensorPlan
-from qconv.model.transforms import GeneratedTensor
 
 
 def write_legacy(path: Path, entries: dict[str, np.ndarray], chunks: int = 4) -> Path:
