@@ -40,6 +40,7 @@ from qconv.plan.mixture_rules import (
 __all__ = [
     "FTYPE_NAMES",
     "PURE_ALIASES",
+    "REFUSED_FTYPES",
     "Category",
     "MixtureTensor",
     "TypeChoice",
@@ -68,6 +69,7 @@ FTYPE_NAMES: dict[str, LlamaFileType] = {
 # refusal that says so, since a user coming from llama.cpp will try them with --imatrix.
 NEEDS_IMATRIX = ("iq1_s", "iq1_m", "iq2_xxs", "iq2_xs", "iq2_s", "iq2_m", "iq3_xxs", "q2_k_s")
 UNSUPPORTED = ("iq3_xs", "iq3_s", "iq3_m", "tq1_0", "tq2_0", "mxfp4_moe", "nvfp4", "q1_0", "q2_0")
+REFUSED_FTYPES = frozenset(NEEDS_IMATRIX + UNSUPPORTED)  # resolve_ftype says why for each
 
 # llama-quantize treats "Q3_K", "Q4_K" and "Q5_K" as aliases of the _M mixtures, and with --pure
 # that ftype means "every quantizable tensor is Q4_K" (general.file_type is still written as

@@ -34,6 +34,7 @@ from qconv.imatrix import Imatrix, importance_for
 from qconv.plan.mixture import (
     FTYPE_NAMES,
     PURE_ALIASES,
+    REFUSED_FTYPES,
     MixtureTensor,
     choose_types,
     default_type,
@@ -99,7 +100,7 @@ def parse_target(name: str, *, pure: bool = False) -> Target:
         if pure:
             raise UsageError(f"--pure applies to quantized types, not {key}")
         return FLOAT_TARGETS[key]
-    if key not in FTYPE_NAMES and key not in PURE_ALIASES:
+    if key not in FTYPE_NAMES and key not in PURE_ALIASES and key not in REFUSED_FTYPES:
         known = ", ".join(target_names())
         raise UsageError(f"unknown --type {name!r}; choose one of: {known}")
     ftype = resolve_ftype(key, pure=pure)
