@@ -34,11 +34,12 @@ bench: $(STAMP)
 	$(BIN)/python tools/bench.py
 	$(BIN)/python tools/bench_imatrix.py
 
-## golden: regenerate tests/golden/quant and tests/golden/mixture from llama.cpp's own C code
+## golden: regenerate tests/golden/quant, mixture and moe_imatrix from llama.cpp's own C code
 ## (builds libggml-base and llama-quantize once, cached in ~/.cache/qconv)
 golden: $(STAMP)
 	$(BIN)/python tools/make_quant_goldens.py
 	$(BIN)/python tools/make_mixture_goldens.py
+	$(BIN)/python tools/make_moe_imatrix_goldens.py
 
 ## golden-convert: regenerate tests/golden/arch, pipeline and pipeline_imatrix with llama.cpp's
 ## convert_hf_to_gguf.py, llama-imatrix and llama-quantize (torch in its own venv under ~/.cache/qconv)
