@@ -100,3 +100,19 @@ def test_whole_file_is_byte_identical_to_llama_quantize(
 ) -> None:
     got = ours(described, name, ftype, imatrix)["file_sha256"]
     assert got == expected(name)[run_key(ftype, imatrix)]["file_sha256"]
+
+
+def test_worker_processes_write_the_same_weighted_file(tmp_path: Path) -> None:
+    name, ftype, imatrix = "llama3_h256_bf16", "iq4_xs", "imatrix.dat"
+    case = CASES[name]
+    model = write_checkpoint(case, tmp_path)
+    out = tmp_path / "jobs2.gguf"
+    here = Path.cwd()
+    os.chdir(GOLDEN_DIR / name)
+    try:
+        convert(str(model), out, target=ftype, imatrix=imatrix, jobs=2)
+    finally:
+        os.chdir(here)
+    assert (
+        describe_gguf(out)["file_sha256"] == expected(name)[run_key(ftype, imatrix)]["file_sha256"]
+    )
