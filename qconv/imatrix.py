@@ -79,7 +79,7 @@ def read_imatrix(path: str | os.PathLike[str]) -> Imatrix:
         bad = np.flatnonzero(~np.isfinite(values))
         if bad.size:
             raise FormatError(
-                f"{label}: imatrix entry {name!r} holds {values[bad[0]]} at index {int(bad[0])}; "
+                f"--imatrix {label}: entry {name!r} holds {values[bad[0]]} at index {int(bad[0])}; "
                 "llama-quantize refuses non-finite importances (recompute the imatrix)"
             )
     return imatrix
@@ -102,16 +102,16 @@ def _read_gguf_imatrix(label: str, gguf: GGUFFile) -> Imatrix:
             if tensor.name.endswith(suffix) and len(tensor.name) > len(suffix):
                 if tensor.qtype != GGMLType.F32:
                     raise FormatError(
-                        f"{label}: imatrix tensor {tensor.name!r} is {tensor.qtype.name}, not F32"
+                        f"--imatrix {label}: tensor {tensor.name!r} is {tensor.qtype.name}, not F32"
                     )
                 values = np.array(tensor_data(gguf, tensor)).view(np.float32)
                 table[tensor.name[: -len(suffix)]] = values
     if not sums_of and not counts_of:
-        raise FormatError(f"{label}: the imatrix holds no entries (no *.in_sum2 tensors)")
+        raise FormatError(f"--imatrix {label}: the imatrix holds no entries (no *.in_sum2 tensors)")
     entries = {}
     for name in sorted(sums_of.keys() | counts_of.keys()):
         if name not in sums_of or name not in counts_of:
-            raise FormatError(f"{label}: imatrix entry {name!r} has in_sum2 or counts, not both")
+            raise FormatError(f"--imatrix {label}: entry {name!r} has in_sum2 or counts, not both")
         entries[name] = _normalized(label, name, sums_of[name].ravel(), counts_of[name].ravel())
     datasets = gguf.get(Keys.IMATRIX_DATASETS)
     names: tuple[str, ...] = ()
@@ -124,7 +124,7 @@ def _read_gguf_imatrix(label: str, gguf: GGUFFile) -> Imatrix:
 def _u32(label: str, gguf: GGUFFile, key: str) -> int:
     kv = gguf.get(key)
     if kv is None or kv.vtype != GGUFValueType.UINT32:
-        raise FormatError(f"{label}: imatrix key {key} must be a u32")
+        raise FormatError(f"--imatrix {label}: key {key} must be a u32")
     # imatrix.chunk_count is read into an int32 (common_imatrix.chunk_count).
     return int(np.array(kv.value, dtype=np.uint32).view(np.int32))
 
@@ -135,7 +135,7 @@ def _normalized(
     """in_sum2 / count per expert, 1.0 where the count is 0, in float32 as load_imatrix does."""
     if counts.size == 0 or sums.size % counts.size or not np.isfinite(counts).all():
         raise FormatError(
-            f"{label}: imatrix entry {name!r} has {sums.size} sums for {counts.size} counts "
+            f"--imatrix {label}: entry {name!r} has {sums.size} sums for {counts.size} counts "
             "(or non-finite counts); the file is corrupt"
         )
     # The loader stores std::lround(count) as int64; load_imatrix divides by (float) of that.
