@@ -29,21 +29,24 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check qconv tests tools
 	$(BIN)/mypy
 
-## bench: speed and memory figures for docs/performance.md
+## bench: speed and memory figures for docs/performance.md, and KL divergence with/without --imatrix
 bench: $(STAMP)
 	$(BIN)/python tools/bench.py
+	$(BIN)/python tools/bench_imatrix.py
 
-## golden: regenerate tests/golden/quant and tests/golden/mixture from llama.cpp's own C code
+## golden: regenerate tests/golden/quant, mixture and moe_imatrix from llama.cpp's own C code
 ## (builds libggml-base and llama-quantize once, cached in ~/.cache/qconv)
 golden: $(STAMP)
 	$(BIN)/python tools/make_quant_goldens.py
 	$(BIN)/python tools/make_mixture_goldens.py
+	$(BIN)/python tools/make_moe_imatrix_goldens.py
 
-## golden-convert: regenerate tests/golden/arch with llama.cpp's convert_hf_to_gguf.py (needs torch,
-## installed into its own venv under ~/.cache/qconv)
+## golden-convert: regenerate tests/golden/arch, pipeline and pipeline_imatrix with llama.cpp's
+## convert_hf_to_gguf.py, llama-imatrix and llama-quantize (torch in its own venv under ~/.cache/qconv)
 golden-convert: $(STAMP)
 	$(BIN)/python tools/make_arch_goldens.py --keep-tokenizers
 	$(BIN)/python tools/make_pipeline_goldens.py
+	$(BIN)/python tools/make_pipeline_imatrix_goldens.py
 
 ## docs: regenerate docs/cli.md (from --help) and docs/format.md (from the modules' byte diagrams)
 docs: $(STAMP)

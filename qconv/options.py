@@ -32,6 +32,9 @@ class ConvertOptions:
     strict: bool = False
     force: bool = False
     jobs: int | None = None
+    # Kept as given: llama-quantize writes the path verbatim into quantize.imatrix.file, and
+    # Path() would drop a leading "./".
+    imatrix: str | Path | None = None
 
     def updated(self, **changes: Any) -> ConvertOptions:
         """A copy with ``changes`` applied; an unknown name is a UsageError naming it.

@@ -31,13 +31,21 @@ from qconv.errors import QuantizationError, SourceError
 from qconv.gguf.constants import Keys
 from qconv.gguf.metadata import KV, load_metadata_file, merge_kvs, parse_override
 from qconv.gguf.writer import GGUFWriter, alignment_of, atomic_output, encode_header, layout
+from qconv.imatrix import imatrix_kvs, read_imatrix
 from qconv.model.architecture import Architecture, select_architecture
 from qconv.model.card import general_metadata
 from qconv.model.config import ModelConfig
 from qconv.model.hparams import block_count
 from qconv.model.transforms import GeneratedTensor
 from qconv.options import ConvertOptions
-from qconv.plan.plan import ModelFacts, Target, TensorPlan, parse_target, plan_tensors
+from qconv.plan.plan import (
+    ModelFacts,
+    Target,
+    TensorPlan,
+    parse_target,
+    plan_tensors,
+    tensor_rows,
+)
 from qconv.source import (
     SUPPORTED_DTYPES,
     Source,
@@ -99,6 +107,7 @@ def plan_conversion(
     """
     options = (options or ConvertOptions()).updated(**changes)
     chosen = parse_target(options.target, pure=options.pure)
+    imatrix = read_imatrix(options.imatrix) if options.imatrix is not None else None
     overrides = [parse_override(spec) for spec in options.metadata]
     if options.metadata_file is not None:
         overrides = load_metadata_file(options.metadata_file) + overrides
@@ -107,7 +116,7 @@ def plan_conversion(
     architecture = select_architecture(config, options.arch)
     tensors = _named_tensors(source, architecture)
     facts = _model_facts(architecture)
-    plans = plan_tensors(tensors, chosen, strict=options.strict, facts=facts)
+    plans = plan_tensors(tensors, chosen, strict=options.strict, facts=facts, imatrix=imatrix)
     n_params = sum(_n_elements(plan.shape) for plan in plans)
     values = dict(architecture.config.values)
     kvs = architecture.header() + general_metadata(source.root, values, n_params, model)
@@ -125,8 +134,10 @@ def plan_conversion(
         kvs += architecture.tokenizer_keys(
             vocab, source.root, forced_pre=options.tokenizer_pre is not None
         )
-    if chosen.llama_quantize_layout:
+    if chosen.llama_quantize_layout or imatrix is not None:
         kvs = _llama_quantize_kv_order(kvs)
+    if imatrix is not None:
+        kvs += imatrix_kvs(imatrix)  # set after general.file_type, as llama-quantize does
     kvs = merge_kvs(kvs, overrides)
     # Encode the header once now: a bad name, duplicate or value fails here, before any output
     # exists, and --dry-run reports it too.
@@ -294,17 +305,20 @@ Chunk = tuple[int, int, int]  # (plan index, first row, end row)
 
 
 def _chunks(plans: Sequence[TensorPlan]) -> list[Chunk]:
+    """Row ranges to quantize; none crosses from one expert's matrix into the next, since each
+    expert has its own importance vector (llama_tensor_quantize_impl stops there too)."""
     chunks = []
     for index, plan in enumerate(plans):
-        n_cols = plan.shape[-1]
-        n_rows = int(np.prod(plan.shape[:-1], dtype=np.int64)) if len(plan.shape) > 1 else 1
-        step = max(1, CHUNK_BYTES // (4 * n_cols))
-        chunks += [(index, start, min(start + step, n_rows)) for start in range(0, n_rows, step)]
+        step = max(1, CHUNK_BYTES // (4 * plan.shape[-1]))
+        per_matrix = plan.rows_per_matrix
+        for first in range(0, tensor_rows(plan.shape), per_matrix):
+            end = first + per_matrix
+            chunks += [(index, start, min(start + step, end)) for start in range(first, end, step)]
     return chunks
 
 
 def convert_chunk(plan: TensorPlan, start: int, stop: int) -> npt.NDArray[np.uint8]:
-    """Rows ``start:stop`` of one tensor, read, checked for NaN/Inf and quantized."""
+    """Rows ``start:stop`` (within one expert's matrix) of a tensor, read, checked and quantized."""
     rows = plan.data.read_rows(start, stop)
     finite = np.isfinite(rows)
     if not finite.all():
@@ -314,7 +328,9 @@ def convert_chunk(plan: TensorPlan, start: int, stop: int) -> npt.NDArray[np.uin
             "the checkpoint holds non-finite weights (corrupt or overflowed); refusing to write "
             "them"
         )
-    return quant.quantize(rows, plan.qtype)
+    if plan.importance is None:
+        return quant.quantize(rows, plan.qtype)
+    return quant.quantize(rows, plan.qtype, plan.importance[start // plan.rows_per_matrix])
 
 
 _worker_plans: Sequence[TensorPlan] = ()

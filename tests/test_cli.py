@@ -231,3 +231,11 @@ def test_ctrl_c_mid_conversion_exits_130_and_leaves_no_file(tmp_path: Path) -> N
     assert process.returncode == 130, stderr
     assert stderr.strip().splitlines()[-1] == "error: interrupted; no output file was written"
     assert list(out_dir.iterdir()) == []
+
+
+def test_a_type_llama_quantize_makes_only_with_an_imatrix_is_refused_naming_it(
+    tiny_checkpoint: Path,
+) -> None:
+    code, _, err = run("convert", str(tiny_checkpoint), "-t", "iq2_xxs", "--dry-run")
+    assert code == 2
+    assert "importance matrix (--imatrix)" in err and "iq4_xs" in err

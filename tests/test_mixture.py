@@ -47,11 +47,12 @@ def golden_runs() -> list[tuple[Path, str]]:
 def replay(golden: dict, run: str) -> list[str]:
     case = golden["case"]
     tensors = [MixtureTensor(name, tuple(shape)) for name, shape, _ in golden["tensors"]]
-    ftype_name, _, pure = run.partition("+")
+    ftype_name, *flags = run.split("+")
     choices = choose_types(
         tensors,
         FTYPE_NAMES[ftype_name],
-        pure=pure == "pure",
+        pure="pure" in flags,
+        has_imatrix="imatrix" in flags,
         n_layer=case["n_layer"],
         n_expert=case["n_expert"],
         n_gqa=case["n_head"] // case["n_head_kv"],
@@ -62,7 +63,7 @@ def replay(golden: dict, run: str) -> list[str]:
 
 def test_goldens_cover_every_file_type_and_edge_shape() -> None:
     runs = {run for _, run in golden_runs()}
-    assert {*FTYPE_NAMES, "q4_k_m+pure"} <= runs
+    assert {*FTYPE_NAMES, "q4_k_m+pure", "q4_0+imatrix", "iq4_nl+imatrix", "iq4_xs+imatrix"} <= runs
     shapes = {shape[-1] for path in GOLDENS for _, shape, _ in load(path)["tensors"]}
     assert {256, 576, 608, 80} <= shapes  # multiples of 256, of 32 only, and of neither
 
@@ -265,6 +266,31 @@ def test_resolve_ftype_names_and_pure_aliases() -> None:
     assert set(PURE_ALIASES) == {"q3_k", "q4_k", "q5_k"}
 
 
+@pytest.mark.parametrize("name", ["iq2_xxs", "IQ1_S", "iq3_xxs", "q2_k_s", "iq2_m"])
+def test_types_llama_quantize_makes_only_with_an_imatrix_are_refused_naming_it(name: str) -> None:
+    with pytest.raises(UsageError, match=r"importance matrix \(--imatrix\).*iq4_xs"):
+        resolve_ftype(name)
+
+
+def test_iq4_xs_rows_that_do_not_split_into_256_fall_back_to_iq4_nl() -> None:
+    assert fallback_type(GGMLType.IQ4_XS, 576) == GGMLType.IQ4_NL
+    assert fallback_type(GGMLType.IQ4_XS, 80) == GGMLType.F16
+
+
+def test_an_imatrix_moves_q4_0_first_ffn_down_layers_to_q4_1_and_iq4_off_q5_k() -> None:
+    tensors = llama_layers(8)
+    downs = [i for i, t in enumerate(tensors) if "ffn_down" in t.name]
+
+    def types(ftype: LlamaFileType, has_imatrix: bool) -> list[str]:
+        choices = choose_types(tensors, ftype, has_imatrix=has_imatrix)
+        return [choices[i].qtype.name for i in downs]
+
+    assert types(LlamaFileType.MOSTLY_Q4_0, False) == ["Q4_0"] * 8
+    assert types(LlamaFileType.MOSTLY_Q4_0, True) == ["Q4_1"] + ["Q4_0"] * 7
+    assert types(LlamaFileType.MOSTLY_IQ4_NL, False)[0] == "Q5_K"
+    assert types(LlamaFileType.MOSTLY_IQ4_NL, True)[0] == "IQ4_NL"
+
+
 def test_default_type_of_every_named_ftype() -> None:
     got = {name: default_type(ftype).name for name, ftype in FTYPE_NAMES.items()}
     assert got == {
@@ -282,6 +308,8 @@ def test_default_type_of_every_named_ftype() -> None:
         "q5_0": "Q5_0",
         "q5_1": "Q5_1",
         "q8_0": "Q8_0",
+        "iq4_nl": "IQ4_NL",
+        "iq4_xs": "IQ4_XS",
     }
     with pytest.raises(UsageError):
         default_type(19)  # type: ignore[arg-type]  # IQ2_XXS: llama.cpp knows it, qconv does not

@@ -3,9 +3,11 @@
 Builds (or reuses) llama-quantize from the vendored llama.cpp via tools/build_ggml.sh, writes small
 Llama-shaped GGUF files (all-zero BF16 or F32 data, as convert_hf_to_gguf would lay them out:
 1-D norms in F32) with the vendored gguf-py writer, runs llama-quantize for every file type qconv
-offers (and --pure for some), and records each output tensor's type, read back with gguf-py's
-GGUFReader. The JSON also holds the input names, shapes and types and the output tensor order, so
-tests/test_mixture.py can replay every case through qconv.plan.mixture without llama.cpp.
+offers (and --pure for some, and --imatrix for those whose choices change with one: a dummy
+legacy imatrix whose one entry matches no tensor, so only has_imatrix differs), and records each
+output tensor's type, read back with gguf-py's GGUFReader. The JSON also holds the input names,
+shapes and types and the output tensor order, so tests/test_mixture.py can replay every case
+through qconv.plan.mixture without llama.cpp.
 Run: .venv/bin/python tools/make_mixture_goldens.py [case ...]
 """
 
@@ -28,8 +30,10 @@ sys.path.insert(0, str(LLAMA_SRC / "gguf-py"))
 import gguf  # noqa: E402
 
 FTYPES = ["q2_k", "q3_k_s", "q3_k_m", "q3_k_l", "q4_k_s", "q4_k_m", "q5_k_s", "q5_k_m", "q6_k",
-          "q4_0", "q4_1", "q5_0", "q5_1", "q8_0"]  # fmt: skip
+          "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "iq4_nl", "iq4_xs"]  # fmt: skip
 PURE_FTYPES = ["q2_k", "q4_k_m", "q5_k_s", "q6_k"]
+# llama-quant.cpp changes ffn_down choices for these when an imatrix is present (q4_k_m: none).
+IMATRIX_FTYPES = ["q4_0", "q5_0", "iq4_nl", "iq4_xs", "q4_k_m"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class Case:
     n_expert_used: int = 0
     ftypes: tuple[str, ...] = tuple(FTYPES)
     pure_ftypes: tuple[str, ...] = tuple(PURE_FTYPES)
+    imatrix_ftypes: tuple[str, ...] = tuple(IMATRIX_FTYPES)
 
 
 CASES = [
@@ -64,7 +69,8 @@ CASES = [
          n_expert=4, n_expert_used=2),
     # 80 layers with GQA is LLM_TYPE_70B, whose attn_v gets Q5_K instead of Q3_K/Q4_K.
     Case("llama80_h256_gqa8_70b_bf16", 80, 256, 256, 8, 1, 256, tied=False, source="BF16",
-         ftypes=("q2_k", "q3_k_s", "q3_k_m", "q4_k_s", "q4_k_m"), pure_ftypes=("q4_k_m",)),
+         ftypes=("q2_k", "q3_k_s", "q3_k_m", "q4_k_s", "q4_k_m", "iq4_xs"),
+         pure_ftypes=("q4_k_m",), imatrix_ftypes=("q4_0", "iq4_xs")),
 ]  # fmt: skip
 
 
@@ -138,9 +144,21 @@ def write_gguf(case: Case, path: Path) -> None:
     writer.close()
 
 
-def quantize(tool: Path, src: Path, dst: Path, ftype: str, pure: bool) -> tuple[list[str], dict]:
+def write_dummy_imatrix(path: Path) -> None:
+    """A legacy imatrix with one entry that names no tensor: has_imatrix, but no weights used."""
+    name = b"qconv.unused.weight"
+    one = np.float32(1).tobytes()
+    path.write_bytes(
+        np.int32(1).tobytes() + np.int32(len(name)).tobytes() + name
+        + np.int32(1).tobytes() + np.int32(1).tobytes() + one
+    )  # fmt: skip
+
+
+def quantize(
+    tool: Path, src: Path, dst: Path, ftype: str, flags: list[str]
+) -> tuple[list[str], dict]:
     """Run llama-quantize; return (output tensor order, {name: type name})."""
-    args = [str(tool), *(["--pure"] if pure else []), str(src), str(dst), ftype.upper(), "1"]
+    args = [str(tool), *flags, str(src), str(dst), ftype.upper(), "1"]
     run = subprocess.run(args, capture_output=True, text=True)
     if run.returncode:
         raise RuntimeError(f"{' '.join(args)} failed:\n{run.stderr[-3000:]}")
@@ -155,11 +173,15 @@ def make_case(case: Case, tool: Path, out_dir: Path) -> None:
     order: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "in.gguf", Path(tmp) / "out.gguf"
+        imatrix = Path(tmp) / "dummy.dat"
         write_gguf(case, src)
-        runs = [(f, False) for f in case.ftypes] + [(f, True) for f in case.pure_ftypes]
-        for ftype, pure in runs:
-            order, types = quantize(tool, src, dst, ftype, pure)
-            results[ftype + ("+pure" if pure else "")] = [types[n] for n in names]
+        write_dummy_imatrix(imatrix)
+        runs = [(f, "", []) for f in case.ftypes]
+        runs += [(f, "+pure", ["--pure"]) for f in case.pure_ftypes]
+        runs += [(f, "+imatrix", ["--imatrix", str(imatrix)]) for f in case.imatrix_ftypes]
+        for ftype, suffix, flags in runs:
+            order, types = quantize(tool, src, dst, ftype, flags)
+            results[ftype + suffix] = [types[n] for n in names]
     # One line per tensor and per run keeps the files small and their diffs readable.
     rows = ",\n".join(json.dumps([n, list(s), t]) for n, s, t in tensors)
     runs = ",\n".join(f"{json.dumps(k)}: {json.dumps(' '.join(v))}" for k, v in results.items())

@@ -97,6 +97,8 @@ Examples:
 
   qconv convert ./SmolLM2-135M --type q4_0
 
+  qconv convert ./SmolLM2-135M -t q4_k_m --imatrix imatrix.gguf
+
   qconv convert HuggingFaceTB/SmolLM2-135M -t q8_0 -o smol.gguf
 
   qconv convert model.safetensors -t f16 --dry-run
@@ -117,7 +119,7 @@ def convert(
             "--type",
             "-t",
             help="Output type: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1, or llama-quantize's mixtures "
-            "q2_k q3_k_s q3_k_m q3_k_l q4_k_s q4_k_m q5_k_s q5_k_m q6_k.",
+            "q2_k q3_k_s q3_k_m q3_k_l q4_k_s q4_k_m q5_k_s q5_k_m q6_k iq4_nl iq4_xs.",
         ),
     ] = "q8_0",
     pure: Annotated[
@@ -128,6 +130,15 @@ def convert(
             "allows q3_k, q4_k, q5_k.",
         ),
     ] = False,
+    imatrix: Annotated[
+        str | None,
+        typer.Option(
+            "--imatrix",
+            metavar="FILE",
+            help="Importance matrix written by llama-imatrix (GGUF or legacy .dat): weigh each "
+            "tensor's quantization by it, as llama-quantize --imatrix does.",
+        ),
+    ] = None,
     output: Annotated[
         str | None,
         typer.Option(
@@ -200,6 +211,7 @@ def convert(
             strict=strict,
             force=force,
             jobs=jobs,
+            imatrix=imatrix,
         )
         conversion = plan_conversion(model, options)
         if not quiet:

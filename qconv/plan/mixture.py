@@ -11,10 +11,13 @@ The per-category rules (``llama_tensor_get_type_impl``) live in
 qconv.plan.mixture_rules; this module
 is the API around them.
 
-Not modelled, because qconv never uses them: importance matrices (qconv has none, so the
-imatrix-only Q4_0/Q5_0 ffn_down bump never fires), --tensor-type / --output-tensor-type /
---token-embedding-type overrides, --leave-output-tensor, layer pruning, and the IQ/TQ/MXFP4 file
-types (``LlamaFileType`` does not list them; ``default_type`` rejects anything unknown).
+An importance matrix (``has_imatrix``) changes two choices for the file types qconv offers:
+IQ4_NL/IQ4_XS keep ffn_down in the first eighth of the layers at their own type instead of Q5_K,
+and Q4_0/Q5_0 give those layers Q4_1/Q5_1.
+
+Not modelled, because qconv never uses them: --tensor-type / --output-tensor-type /
+--token-embedding-type overrides, --leave-output-tensor, layer pruning, and the IQ1-IQ3, TQ and
+MXFP4 file types (``resolve_ftype`` refuses them by name, naming --imatrix for those that need one).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from qconv.plan.mixture_rules import (
 __all__ = [
     "FTYPE_NAMES",
     "PURE_ALIASES",
+    "REFUSED_FTYPES",
     "Category",
     "MixtureTensor",
     "TypeChoice",
@@ -57,8 +61,15 @@ _F = LlamaFileType
 FTYPE_NAMES: dict[str, LlamaFileType] = {
     name: LlamaFileType[f"MOSTLY_{name.upper()}"]
     for name in ("q2_k", "q3_k_s", "q3_k_m", "q3_k_l", "q4_k_s", "q4_k_m", "q5_k_s", "q5_k_m",
-                 "q6_k", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0")
+                 "q6_k", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "iq4_nl", "iq4_xs")
 }  # fmt: skip
+
+# llama-quantize file types qconv does not write. Those llama-quantize refuses to make without an
+# importance matrix (tensor_requires_imatrix: IQ1/IQ2/IQ3_XXS tensors, Q2_K inside Q2_K_S) get a
+# refusal that says so, since a user coming from llama.cpp will try them with --imatrix.
+NEEDS_IMATRIX = ("iq1_s", "iq1_m", "iq2_xxs", "iq2_xs", "iq2_s", "iq2_m", "iq3_xxs", "q2_k_s")
+UNSUPPORTED = ("iq3_xs", "iq3_s", "iq3_m", "tq1_0", "tq2_0", "mxfp4_moe", "nvfp4", "q1_0", "q2_0")
+REFUSED_FTYPES = frozenset(NEEDS_IMATRIX + UNSUPPORTED)  # resolve_ftype says why for each
 
 # llama-quantize treats "Q3_K", "Q4_K" and "Q5_K" as aliases of the _M mixtures, and with --pure
 # that ftype means "every quantizable tensor is Q4_K" (general.file_type is still written as
@@ -80,12 +91,13 @@ _DEFAULT_TYPES: dict[LlamaFileType, GGMLType] = {
     _F.MOSTLY_Q3_K_L: GGMLType.Q3_K,
     _F.MOSTLY_Q4_K_S: GGMLType.Q4_K, _F.MOSTLY_Q4_K_M: GGMLType.Q4_K,
     _F.MOSTLY_Q5_K_S: GGMLType.Q5_K, _F.MOSTLY_Q5_K_M: GGMLType.Q5_K, _F.MOSTLY_Q6_K: GGMLType.Q6_K,
+    _F.MOSTLY_IQ4_NL: GGMLType.IQ4_NL, _F.MOSTLY_IQ4_XS: GGMLType.IQ4_XS,
 }  # fmt: skip
 
 # tensor_type_fallback: the 32-block type a 256-block type falls back to when a row does not split.
 _FALLBACKS: dict[GGMLType, GGMLType] = {
     GGMLType.Q2_K: GGMLType.Q4_0, GGMLType.Q3_K: GGMLType.Q4_0, GGMLType.Q4_K: GGMLType.Q5_0,
-    GGMLType.Q5_K: GGMLType.Q5_1, GGMLType.Q6_K: GGMLType.Q8_0,
+    GGMLType.Q5_K: GGMLType.Q5_1, GGMLType.Q6_K: GGMLType.Q8_0, GGMLType.IQ4_XS: GGMLType.IQ4_NL,
 }  # fmt: skip
 
 # tensor_allows_quantization: why -> substrings; a name containing one is copied as it is.
@@ -150,6 +162,14 @@ def resolve_ftype(name: str, *, pure: bool = False) -> LlamaFileType:
             )
         return PURE_ALIASES[key]
     known = ", ".join([*FTYPE_NAMES, *PURE_ALIASES])
+    if key in NEEDS_IMATRIX:
+        raise UsageError(
+            f"type {name!r} is not supported: llama-quantize makes it only with an importance "
+            f"matrix (--imatrix), and qconv has no kernel for it; with --imatrix choose one of: "
+            f"{known}"
+        )
+    if key in UNSUPPORTED:
+        raise UsageError(f"type {name!r} is not supported by qconv; choose one of: {known}")
     raise UsageError(f"unknown file type {name!r}; choose one of: {known}")
 
 
@@ -247,6 +267,7 @@ def choose_types(
     n_expert: int = 0,
     n_gqa: int = 1,
     source_types: Sequence[GGMLType] | None = None,
+    has_imatrix: bool = False,
 ) -> list[TypeChoice]:
     """The type llama-quantize picks for each tensor, in the input order.
 
@@ -254,7 +275,8 @@ def choose_types(
     tensors come in. ``n_layer`` is ``<arch>.block_count`` (inferred from blk.N names when None),
     ``n_expert`` is ``<arch>.expert_count``, ``n_gqa`` is head_count // head_count_kv.
     ``source_types`` are the types convert_hf_to_gguf would have written (F32 assumed when None):
-    a tensor llama-quantize does not quantize keeps its source type.
+    a tensor llama-quantize does not quantize keeps its source type. ``has_imatrix`` is whether
+    llama-quantize was given an importance matrix (with at least one entry).
 
     Raises:
         UsageError: unsupported file type or mismatched ``source_types`` length.
@@ -280,6 +302,7 @@ def choose_types(
         n_attention_wv=sum(cat in ATTN_V_LIKE for cat in categories),
         # init_quantize_state_counters: tied until a tensor named output.weight exists.
         has_tied_embeddings=Category.OUTPUT not in categories,
+        has_imatrix=has_imatrix,
     )
     choices: list[TypeChoice | None] = [None] * len(tensors)
     for i in llama_quantize_order(names):

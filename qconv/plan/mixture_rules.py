@@ -107,6 +107,7 @@ class MixtureState:
     n_gqa: int
     n_attention_wv: int
     has_tied_embeddings: bool
+    has_imatrix: bool = False
     i_attention_wv: int = 0
     i_ffn: dict[Category, int] = field(default_factory=dict)
 
@@ -134,6 +135,8 @@ class MixtureState:
 
 
 _Rule = tuple[GGMLType, str | None]
+_IQ4 = (_F.MOSTLY_IQ4_NL, _F.MOSTLY_IQ4_XS)
+_LEGACY_BUMP = {_F.MOSTLY_Q4_0: GGMLType.Q4_1, _F.MOSTLY_Q5_0: GGMLType.Q5_1}
 
 
 def _output_type(state: MixtureState, n_cols: int, start: GGMLType) -> _Rule:
@@ -157,6 +160,8 @@ def _attn_v_type(state: MixtureState, start: GGMLType) -> _Rule:
         rule = (GGMLType.Q5_K, f"#{i} < 2") if i < 2 else (GGMLType.Q4_K, f"#{i} >= 2")
     elif f == _F.MOSTLY_Q3_K_L:
         rule = GGMLType.Q5_K, "Q3_K_L"
+    elif f in _IQ4 and state.n_gqa >= 4:
+        rule = GGMLType.Q5_K, f"n_gqa {state.n_gqa} >= 4"
     elif f in (_F.MOSTLY_Q4_K_M, _F.MOSTLY_Q5_K_M) and use_more_bits(i, n):
         rule = GGMLType.Q6_K, f"use_more_bits(#{i} of {n})"
     elif f == _F.MOSTLY_Q4_K_S and i < 4:
@@ -184,10 +189,18 @@ def _ffn_down_type(state: MixtureState, name: str, start: GGMLType) -> _Rule:
         if i < n // 16:
             return GGMLType.Q6_K, f"falcon {where} < n/16"
         return (GGMLType.Q5_K if more else GGMLType.Q4_K), f"falcon use_more_bits({where})"
-    if f in (_F.MOSTLY_Q4_K_M, _F.MOSTLY_Q5_K_M) and more:
+    if f == _F.MOSTLY_Q4_K_M and more:
+        return GGMLType.Q6_K, f"use_more_bits({where})"
+    if f in _IQ4 and i < n // 8 and not state.has_imatrix:
+        return GGMLType.Q5_K, f"{where} < n/8 without imatrix"
+    if f == _F.MOSTLY_Q5_K_M and more:
         return GGMLType.Q6_K, f"use_more_bits({where})"
     if f == _F.MOSTLY_Q4_K_S and not falcon and i < n // 8:
         return GGMLType.Q5_K, f"{where} < n/8"
+    if f in _LEGACY_BUMP and state.has_imatrix and i < n // 8:
+        # llama-quant.cpp guards the first ffn_down layers only when an imatrix is given, so that
+        # files made without one stay as they always were.
+        return _LEGACY_BUMP[f], f"{where} < n/8 with imatrix"
     return start, None
 
 
@@ -197,7 +210,7 @@ def _attn_output_type(state: MixtureState, start: GGMLType) -> _Rule:
         return (GGMLType.Q4_K, "falcon Q3_K_L") if f == _F.MOSTLY_Q3_K_L else (start, None)
     if state.n_expert == 8:
         bumped = (_F.MOSTLY_Q2_K, _F.MOSTLY_Q3_K_S, _F.MOSTLY_Q3_K_M, _F.MOSTLY_Q4_K_S,
-                  _F.MOSTLY_Q4_K_M)  # fmt: skip
+                  _F.MOSTLY_Q4_K_M, *_IQ4)  # fmt: skip
         return (GGMLType.Q5_K, "8 experts") if f in bumped else (start, None)
     bump = {_F.MOSTLY_Q2_K: GGMLType.Q3_K, _F.MOSTLY_Q3_K_M: GGMLType.Q4_K,
             _F.MOSTLY_Q3_K_L: GGMLType.Q5_K}  # fmt: skip

@@ -11,19 +11,30 @@ Two sets of rules, matching the two llama.cpp tools a user would otherwise run:
 * the other quantized targets (q4_0 … q6_k, and the mixtures such as q4_k_m) follow
   ``convert_hf_to_gguf.py --outtype bf16`` then ``llama-quantize`` (qconv.plan.mixture): per-tensor
   mixture rules, fallbacks for rows that do not fit a block, and llama-quantize's tensor order.
-  For q8_0 both tools choose the same types, so the converter's order is kept.
+  For q8_0 both tools choose the same types, so the converter's order is kept, unless an
+  importance matrix is given: then the file is llama-quantize's (its order, its imatrix keys).
+
+With an importance matrix (qconv.imatrix), every tensor llama-quantize would quantize (its type
+differs from the intermediate file's) carries its importance vector, one row per expert, looked
+up by GGUF name and checked here, before anything is written.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
+
+from qconv import quant
 from qconv.errors import QuantizationError, UsageError
 from qconv.gguf.constants import QUANT_SIZES, GGMLType, LlamaFileType, tensor_nbytes
+from qconv.imatrix import Imatrix, importance_for
 from qconv.plan.mixture import (
     FTYPE_NAMES,
     PURE_ALIASES,
+    REFUSED_FTYPES,
     MixtureTensor,
     choose_types,
     default_type,
@@ -89,7 +100,7 @@ def parse_target(name: str, *, pure: bool = False) -> Target:
         if pure:
             raise UsageError(f"--pure applies to quantized types, not {key}")
         return FLOAT_TARGETS[key]
-    if key not in FTYPE_NAMES and key not in PURE_ALIASES:
+    if key not in FTYPE_NAMES and key not in PURE_ALIASES and key not in REFUSED_FTYPES:
         known = ", ".join(target_names())
         raise UsageError(f"unknown --type {name!r}; choose one of: {known}")
     ftype = resolve_ftype(key, pure=pure)
@@ -115,14 +126,31 @@ class TensorPlan:
     qtype: GGMLType
     reason: str
     fallback: bool = False
+    # The imatrix's per-column weights, (n_expert, n_cols): row e weighs expert e's rows.
+    importance: npt.NDArray[np.float32] | None = field(default=None, compare=False, repr=False)
 
     @property
     def shape(self) -> tuple[int, ...]:
         return self.data.shape
 
     @property
+    def rows_per_matrix(self) -> int:
+        """Rows of one 2-D matrix: an expert's slice of a 3-D tensor, else the whole tensor."""
+        if len(self.shape) == 3:
+            return self.shape[1]
+        return tensor_rows(self.shape)
+
+    @property
     def nbytes(self) -> int:
         return tensor_nbytes(self.qtype, self.shape)
+
+
+def tensor_rows(shape: tuple[int, ...]) -> int:
+    """Rows of a tensor seen as (rows, cols): the product of every dimension but the last."""
+    n = 1
+    for dim in shape[:-1]:
+        n *= dim
+    return n
 
 
 # GGUF tensor kinds convert_hf_to_gguf.py always writes as F32 (base.py:1094-1118).
@@ -158,14 +186,20 @@ def plan_tensors(
     *,
     strict: bool = False,
     facts: ModelFacts | None = None,
+    imatrix: Imatrix | None = None,
 ) -> list[TensorPlan]:
     """Choose a type for every ``(gguf_name, data)``; return the plans in the order to write them.
 
     Raises:
-        QuantizationError: with ``strict``, a tensor needed a fallback type.
+        QuantizationError: with ``strict``, a tensor needed a fallback type; or a type has no
+            kernel in qconv.
+        UsageError: an importance matrix with a float target.
+        SourceError: the importance matrix does not fit the model (qconv.imatrix.importance_for).
     """
     if target.quantized:
-        plans = _quantized_plans(tensors, target, facts or ModelFacts())
+        plans = _quantized_plans(tensors, target, facts or ModelFacts(), imatrix)
+    elif imatrix is not None:
+        raise UsageError(f"--imatrix applies to quantized types, not {target.name}")
     else:
         plans = []
         for name, data in tensors:
@@ -182,7 +216,10 @@ def plan_tensors(
 
 
 def _quantized_plans(
-    tensors: Sequence[tuple[str, TensorData]], target: Target, facts: ModelFacts
+    tensors: Sequence[tuple[str, TensorData]],
+    target: Target,
+    facts: ModelFacts,
+    imatrix: Imatrix | None,
 ) -> list[TensorPlan]:
     # What the intermediate GGUF of the two-step pipeline would hold: bf16 from a bf16 source,
     # f32 otherwise. Tensors llama-quantize does not quantize keep exactly that type.
@@ -199,11 +236,20 @@ def _quantized_plans(
         n_expert=facts.n_expert,
         n_gqa=facts.n_gqa,
         source_types=intermediate,
+        has_imatrix=imatrix is not None,
     )
-    plans = [
-        TensorPlan(name, data, choice.qtype, choice.reason, choice.fallback)
-        for (name, data), choice in zip(tensors, choices, strict=True)
-    ]
-    if not target.llama_quantize_layout:
+    plans = []
+    for (name, data), choice, before in zip(tensors, choices, intermediate, strict=True):
+        if not quant.can_quantize(choice.qtype):
+            raise QuantizationError(
+                f"tensor {name!r}: qconv has no {choice.qtype.name} kernel yet ({choice.reason})"
+            )
+        importance, reason = None, choice.reason
+        # llama-quantize looks an importance vector up only for tensors whose type changes.
+        if imatrix is not None and choice.qtype != before:
+            importance = importance_for(imatrix, name, data.shape)
+            reason += "; imatrix" if importance is not None else "; no imatrix entry"
+        plans.append(TensorPlan(name, data, choice.qtype, reason, choice.fallback, importance))
+    if not target.llama_quantize_layout and imatrix is None:
         return plans
     return [plans[i] for i in llama_quantize_order([plan.name for plan in plans])]
