@@ -13,6 +13,7 @@ would sum pairwise and change the last bits. All arithmetic keeps the C expressi
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -189,8 +190,8 @@ def make_qx_quants(
 
     ``weights`` is C's ``qw`` laid out like ``x``; None means C's NULL, which weighs each element
     by ``x*x``. Returns the per-group scale (usually negative) and the levels L in
-    ``0..2*nmax-1``. Only the best candidate's inverse scale is kept during the search; L is
-    rebuilt once at the end.
+    ``0..2*nmax-1``. Only each candidate's two sums are kept during the search; L is rebuilt once
+    at the end from the winner's inverse scale.
     """
     amax, signed = first_absmax(x)
     zero, safe_max = _safe_max(amax, signed)
@@ -205,27 +206,52 @@ def make_qx_quants(
     sumlx, suml2 = _weighted_sums(wx, w, levels_of(x, first_iscale, nmax, lev, nmax))
     scale = np.where(suml2 != 0, sumlx / suml2, _ZERO)
     best = scale * sumlx
-    # Only the best gain is selected per candidate. Each candidate's scale and win mask go into
-    # preallocated rows; the last winner per column is picked once after the search (np.where
-    # costs ~4 ns per element on random masks), and its iscale recomputed from its reach.
+    # The candidates' sums go into rows of a reused workspace (fresh megabytes cost page faults);
+    # C's acceptance test, which depends on the running best, then runs on those rows with a few
+    # small operations per candidate, the rest in whole-array operations: a dozen calls per
+    # candidate on column vectors cost as much as the einsums.
     reach = _reaches(nmax)
-    cand_scales = np.empty((reach.shape[0], x.shape[1]), dtype=np.float32)
-    taken = np.zeros(cand_scales.shape, dtype=np.bool_)
+    rows, flags = _workspace((reach.shape[0], x.shape[1]))
+    iscales = np.divide(-reach[:, None], safe_max, out=rows[0])  # C's -(nmax + 0.1f*is)/max
+    cand_sumlx, cand_suml2 = rows[1], rows[2]
     for k, step_reach in enumerate(reach):
-        iscale = -step_reach / safe_max
-        sumlx, suml2 = _weighted_sums(wx, w, levels_of(x, iscale, nmax, lev, float(step_reach)))
-        better = np.greater(sumlx * sumlx, best * suml2, out=taken[k])
-        better &= suml2 > 0
-        if not better.any():
-            continue
-        cand_scale = np.divide(sumlx, suml2, out=cand_scales[k])
-        best = np.where(better, cand_scale * sumlx, best)
+        cand_levels = levels_of(x, iscales[k], nmax, lev, float(step_reach))
+        sum_products(wx, cand_levels, out=cand_sumlx[k])
+        sum_products(w, cand_levels, cand_levels, out=cand_suml2[k])
+    squares = np.multiply(cand_sumlx, cand_sumlx, out=rows[3])
+    positive = np.greater(cand_suml2, 0, out=flags[0])
+    cand_scales = np.divide(cand_sumlx, cand_suml2, out=rows[4])
+    gains = np.multiply(cand_scales, cand_sumlx, out=cand_sumlx)  # C's best = scale*sumlx
+    taken = flags[1]
+    product = np.empty_like(best)
+    for k in range(reach.shape[0]):
+        better = np.greater(squares[k], np.multiply(best, cand_suml2[k], out=product), out=taken[k])
+        better &= positive[k]
+        won_here = np.flatnonzero(better)  # a masked np.where costs ~4 ns per element
+        best[won_here] = gains[k, won_here]
     won, last = last_taken(taken)
-    best_iscale = np.where(won, -reach[last] / safe_max, first_iscale)
+    best_iscale = np.where(won, iscales[last, np.arange(x.shape[1])], first_iscale)
     scale = np.where(won, cand_scales[last, np.arange(x.shape[1])], scale)
     levels = _exact_levels(x, best_iscale, nmax).astype(np.int8) + np.int8(nmax)
     levels[:, zero] = 0
     return np.where(zero, np.float32(0), scale), levels
+
+
+_WORKSPACE = threading.local()
+
+
+def _workspace(shape: tuple[int, int]) -> tuple[F32, npt.NDArray[np.bool_]]:
+    """Five float32 and two bool arrays of ``shape`` for make_qx_quants, reused per thread.
+
+    The contents are scratch: nothing returned from make_qx_quants points into them.
+    """
+    size = shape[0] * shape[1]
+    floats: F32 | None = getattr(_WORKSPACE, "floats", None)
+    if floats is None or floats.size < 5 * size:
+        floats = _WORKSPACE.floats = np.empty(5 * size, dtype=np.float32)
+        _WORKSPACE.flags = np.empty(2 * size, dtype=np.bool_)
+    flags: npt.NDArray[np.bool_] = _WORKSPACE.flags
+    return floats[: 5 * size].reshape(5, *shape), flags[: 2 * size].reshape(2, *shape)
 
 
 _SAFE = np.float32(4194304.0)  # 2**22: below it np.rint is exactly nearest_int

@@ -72,6 +72,9 @@ def quantize_rows_weighted(
         np.asarray(imatrix, dtype=np.float32).reshape(groups_per_row, group_size).T
     )
     out = np.empty((blocks.shape[0], type_size), dtype=np.uint8)
+    # Chunks that start at the same column of a row get the same qw: when chunk_blocks spans
+    # whole rows, every full chunk shares one (the gather costs ~2 ns per element otherwise).
+    qw_key, qw = (-1, -1), weights
     with np.errstate(all="ignore"), small_ufunc_buffers():
         for start in range(0, blocks.shape[0], chunk_blocks):
             part = blocks[start : start + chunk_blocks]
@@ -80,9 +83,12 @@ def quantize_rows_weighted(
                     "cannot quantize NaN values: ggml's output for NaN is undefined, so clean the "
                     "tensor or keep it as F16/F32"
                 )
-            first = start * groups_per_block
-            columns = np.arange(first, first + part.shape[0] * groups_per_block) % groups_per_row
-            out[start : start + chunk_blocks] = quantize_chunk(part, np.take(weights, columns, 1))
+            key = ((start * groups_per_block) % groups_per_row, part.shape[0] * groups_per_block)
+            if key != qw_key:
+                columns = (np.arange(key[1]) + key[0]) % groups_per_row
+                qw_key, qw = key, np.take(weights, columns, 1)
+                qw.flags.writeable = False  # shared by chunks: the kernels only read it
+            out[start : start + chunk_blocks] = quantize_chunk(part, qw)
     return out.reshape(n_rows, n_cols // QK_K * type_size)  # explicit: n_rows may be 0
 
 

@@ -17,15 +17,14 @@ pairwise instead, so a chunk of one block (or one row) is padded with a zero blo
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
 
 from qconv.errors import QuantizationError
-from qconv.quant.kquant import last_taken, small_ufunc_buffers, sum_products
-from qconv.quant.kquant_qx import GROUP_MAX_EPS, first_absmax
+from qconv.quant import kquant_qx
+from qconv.quant.kquant import small_ufunc_buffers
 
 F32 = npt.NDArray[np.float32]
 U8 = npt.NDArray[np.uint8]
@@ -34,9 +33,6 @@ BLOCK = 32
 # Blocks per chunk, as for the K-quant searches (numpy-kernels.md): the (32, n) work arrays of the
 # 19-candidate search stay near L2 while NumPy's per-call cost is amortized.
 CHUNK_BLOCKS = 4096
-_QX_STEPS = [s for s in range(-9, 10) if s != 0]  # make_qx_quants' 18 extra candidate scales
-_ZERO = np.float32(0)
-_ONE = np.float32(1)
 
 
 def refuse_non_finite(rows: F32) -> None:
@@ -107,81 +103,13 @@ def element_major(blocks: F32) -> F32:
     return np.ascontiguousarray(blocks.T)
 
 
-@functools.lru_cache(maxsize=8)  # one entry per chunk shape and bound
-def _constant(shape: tuple[int, ...], value: int) -> F32:
-    """A full constant array: np.minimum/np.maximum with it beat a scalar operand or np.clip."""
-    full = np.full(shape, value, dtype=np.float32)
-    full.flags.writeable = False
-    return full
-
-
-def _levels(x: F32, iscale: F32, nmax: int, out: F32, reach: float | None = None) -> F32:
-    """``MAX(-nmax, MIN(nmax-1, nearest_int(iscale*x)))`` as float32.
-
-    ``|iscale*x| <= (nmax + 1)*(1 + 2u)`` because ``|x| <= |max|`` and only finite input arrives, so
-    np.rint is nearest_int here. ``reach`` is ``|iscale*max|`` when one candidate's is known: every
-    value lies within reach*(1+2u), so below nmax - 0.5 no clamp can act and below nmax + 0.5 only
-    the upper one can (``iscale*max = -reach`` itself rounds to at least -nmax).
-    """
-    np.multiply(x, iscale, out=out)
-    np.rint(out, out=out)
-    if reach is not None and reach < nmax - 0.51:
-        return out
-    np.minimum(out, _constant(out.shape, nmax - 1), out=out)
-    if reach is not None and reach < nmax + 0.49:
-        return out
-    return np.maximum(out, _constant(out.shape, -nmax), out=out)
-
-
-@functools.lru_cache(maxsize=2)
-def _reaches(nmax: int) -> list[np.float32]:
-    """C's ``nmax + 0.1f*is`` for is = -9..9 without 0, each rounded to float32."""
-    return [np.float32(nmax) + np.float32(0.1) * np.float32(s) for s in _QX_STEPS]
-
-
 def make_qx_quants(x: F32, w: F32, nmax: int) -> tuple[F32, I8]:
     """ggml ``make_qx_quants(32, nmax, x, L, rmse_type=1, qw=w)`` for every column of ``x``.
 
-    Returns the per-block scale and the levels ``L = l + nmax`` (0..2*nmax-1), element-major. Only
-    each candidate's scale and whether it beat the running best are kept; the last winner's levels
-    are rebuilt once at the end.
+    Returns the per-block scale and the levels ``L = l + nmax`` (0..2*nmax-1), element-major. The
+    search is the K-quants' (kquant_qx.make_qx_quants), which takes any group length.
     """
-    amax, signed = first_absmax(x)
-    zero = amax < GROUP_MAX_EPS
-    safe_max = np.where(zero, _ONE, signed)
-    wx = w * x
-    lev = np.empty_like(x)
-    sums = np.empty((2, x.shape[1]), dtype=np.float32)
-
-    def weighted_sums(iscale: F32, reach: float) -> tuple[F32, F32]:
-        levels = _levels(x, iscale, nmax, lev, reach)
-        sum_products(wx, levels, out=sums[0])  # sumlx += (w*x)*l
-        sum_products(w, levels, levels, out=sums[1])  # suml2 += (w*l)*l
-        return sums[0], sums[1]
-
-    first_iscale = np.divide(np.float32(-nmax), safe_max, dtype=np.float32)
-    sumlx, suml2 = weighted_sums(first_iscale, nmax)
-    scale = np.where(suml2 != 0, sumlx / suml2, _ZERO)
-    best = scale * sumlx
-    reach = _reaches(nmax)
-    cand_scales = np.empty((len(reach), x.shape[1]), dtype=np.float32)
-    taken = np.zeros(cand_scales.shape, dtype=np.bool_)
-    for k, step_reach in enumerate(reach):
-        iscale = np.divide(-step_reach, safe_max, dtype=np.float32)
-        sumlx, suml2 = weighted_sums(iscale, float(step_reach))
-        better = np.greater(sumlx * sumlx, best * suml2, out=taken[k])
-        better &= suml2 > 0
-        if not better.any():
-            continue
-        cand_scale = np.divide(sumlx, suml2, out=cand_scales[k])
-        best = np.where(better, cand_scale * sumlx, best)
-    won, last = last_taken(taken)
-    reaches = np.array(reach, dtype=np.float32)
-    best_iscale = np.where(won, -reaches[last] / safe_max, first_iscale)
-    scale = np.where(won, cand_scales[last, np.arange(x.shape[1])], scale)
-    levels = _levels(x, best_iscale, nmax, lev).astype(np.int8) + np.int8(nmax)
-    levels *= ~zero  # C returns L = 0 for all-zero blocks
-    return np.where(zero, _ZERO, scale).astype(np.float32), levels
+    return kquant_qx.make_qx_quants(x, nmax, w)
 
 
 def block_codes(levels: npt.NDArray[np.int8] | F32, n_blocks: int) -> U8:
