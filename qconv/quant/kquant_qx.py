@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from qconv.quant.kquant import last_taken, small_ufunc_buffers, sum_products
+from qconv.quant.kquant import small_ufunc_buffers, sum_products
 from qconv.quant.rounding import nearest_int
 
 F32 = npt.NDArray[np.float32]
@@ -138,14 +138,6 @@ def _levels_any(x: F32, iscale: F32, nmax: int, out: F32, reach: float) -> F32:
     return out
 
 
-def _weighted_sums(wx: F32, w: F32, lev: F32) -> tuple[F32, F32]:
-    """Sequential ``sumlx = Σ (w*x)*l`` and ``suml2 = Σ (w*l)*l`` over the leading axis."""
-    sums = np.empty((2, wx.shape[1]), dtype=np.float32)
-    sum_products(wx, lev, out=sums[0])
-    sum_products(w, lev, lev, out=sums[1])
-    return sums[0], sums[1]
-
-
 def _exact_levels(x: F32, iscale: F32, nmax: int) -> F32:
     """``clamp(nearest_int(iscale*x), -nmax, nmax-1)`` as float32, for any x (runs once).
 
@@ -176,9 +168,10 @@ def round_signed_levels(v: F32, nmax: int) -> npt.NDArray[np.int8]:
 
 @functools.lru_cache(maxsize=2)
 def _reaches(nmax: int) -> F32:
-    """C's ``nmax + 0.1f*is`` for is = -9..9 without 0, in float32 (iscale = -reach/max)."""
+    """C's candidate numerators in its order: ``nmax``, then ``nmax + 0.1f*is`` for is = -9..9
+    without 0, in float32 (iscale = -reach/max)."""
     reach = [np.float32(nmax) + np.float32(0.1) * np.float32(step) for step in _QX_STEPS]
-    out = np.array(reach, dtype=np.float32)
+    out = np.array([np.float32(nmax), *reach], dtype=np.float32)
     out.flags.writeable = False
     return out
 
@@ -198,50 +191,60 @@ def make_qx_quants(
     w = x * x if weights is None else weights
     wx = w * x
     lev = np.empty_like(x)
-    fnmax = np.float32(nmax)
-    first_iscale = -fnmax / safe_max
     # One pass decides whether the fast rounding is exact for every candidate (a non-finite
     # column sum flags inf or NaN; an overflowing sum only costs the slow path).
-    levels_of = _levels if np.isfinite(np.add.reduce(x, axis=0)).all() else _levels_any
-    sumlx, suml2 = _weighted_sums(wx, w, levels_of(x, first_iscale, nmax, lev, nmax))
-    scale = np.where(suml2 != 0, sumlx / suml2, _ZERO)
-    best = scale * sumlx
-    # The candidates' sums go into rows of a reused workspace (fresh megabytes cost page faults);
-    # C's acceptance test, which depends on the running best, then runs on those rows with a few
-    # small operations per candidate, the rest in whole-array operations: a dozen calls per
-    # candidate on column vectors cost as much as the einsums.
+    finite = bool(np.isfinite(np.add.reduce(x, axis=0)).all())
+    levels_of = _levels if finite else _levels_any
+    # Every candidate's sums go into rows of a reused workspace (fresh megabytes cost page
+    # faults), row 0 C's first scale (reach nmax) and then its 18 others; C's acceptance test,
+    # which depends on the running best, then runs on those rows with a few small operations per
+    # candidate, the rest in whole-array operations: a dozen calls per candidate on column
+    # vectors cost as much as the einsums.
     reach = _reaches(nmax)
-    rows, flags = _workspace((reach.shape[0], x.shape[1]))
+    rows, positive = _workspace((reach.shape[0], x.shape[1]))
     iscales = np.divide(-reach[:, None], safe_max, out=rows[0])  # C's -(nmax + 0.1f*is)/max
-    cand_sumlx, cand_suml2 = rows[1], rows[2]
+    sumlx, suml2 = rows[1], rows[2]
     for k, step_reach in enumerate(reach):
         cand_levels = levels_of(x, iscales[k], nmax, lev, float(step_reach))
-        sum_products(wx, cand_levels, out=cand_sumlx[k])
-        sum_products(w, cand_levels, cand_levels, out=cand_suml2[k])
-    squares = np.multiply(cand_sumlx, cand_sumlx, out=rows[3])
-    positive = np.greater(cand_suml2, 0, out=flags[0])
-    cand_scales = np.divide(cand_sumlx, cand_suml2, out=rows[4])
-    gains = np.multiply(cand_scales, cand_sumlx, out=cand_sumlx)  # C's best = scale*sumlx
-    taken = flags[1]
-    product = np.empty_like(best)
-    for k in range(reach.shape[0]):
-        better = np.greater(squares[k], np.multiply(best, cand_suml2[k], out=product), out=taken[k])
+        sum_products(wx, cand_levels, out=sumlx[k])
+        sum_products(w, cand_levels, cand_levels, out=suml2[k])
+    squares = np.multiply(sumlx, sumlx, out=rows[3])
+    np.greater(suml2, 0, out=positive)
+    scales = np.divide(sumlx, suml2, out=rows[4])
+    scale = np.where(suml2[0] != 0, scales[0], _ZERO)  # C's first scale and best
+    best = scale * sumlx[0]
+    best_iscale = iscales[0].copy()
+    gains = np.multiply(scales, sumlx, out=sumlx)  # C's best = scale*sumlx for the others
+    product, better = np.empty_like(best), np.empty(best.shape, dtype=np.bool_)
+    for k in range(1, reach.shape[0]):
+        np.greater(squares[k], np.multiply(best, suml2[k], out=product), out=better)
         better &= positive[k]
-        won_here = np.flatnonzero(better)  # a masked np.where costs ~4 ns per element
-        best[won_here] = gains[k, won_here]
-    won, last = last_taken(taken)
-    best_iscale = np.where(won, iscales[last, np.arange(x.shape[1])], first_iscale)
-    scale = np.where(won, cand_scales[last, np.arange(x.shape[1])], scale)
-    levels = _exact_levels(x, best_iscale, nmax).astype(np.int8) + np.int8(nmax)
+        won = np.flatnonzero(better)  # few columns win per candidate: a masked np.where
+        best[won] = gains[k, won]  # would cost ~4 ns per column
+        scale[won] = scales[k, won]
+        best_iscale[won] = iscales[k, won]
+    levels = _final_levels(x, best_iscale, nmax, finite, lev)
     levels[:, zero] = 0
     return np.where(zero, np.float32(0), scale), levels
+
+
+def _final_levels(
+    x: F32, iscale: F32, nmax: int, finite: bool, scratch: F32
+) -> npt.NDArray[np.int8]:
+    """``nmax + clamp(nearest_int(iscale*x), -nmax, nmax-1)`` as int8 for the winning scales."""
+    if not finite:
+        return _exact_levels(x, iscale, nmax).astype(np.int8) + np.int8(nmax)
+    v = np.multiply(x, iscale, out=scratch)  # |v| <= nmax + 1: np.rint is nearest_int
+    np.rint(v, out=v)
+    np.clip(v, -nmax, nmax - 1, out=v)
+    return np.add(v, np.float32(nmax), out=v).astype(np.int8)
 
 
 _WORKSPACE = threading.local()
 
 
 def _workspace(shape: tuple[int, int]) -> tuple[F32, npt.NDArray[np.bool_]]:
-    """Five float32 and two bool arrays of ``shape`` for make_qx_quants, reused per thread.
+    """Five float32 arrays and one bool array of ``shape`` for make_qx_quants, reused per thread.
 
     The contents are scratch: nothing returned from make_qx_quants points into them.
     """
@@ -249,9 +252,9 @@ def _workspace(shape: tuple[int, int]) -> tuple[F32, npt.NDArray[np.bool_]]:
     floats: F32 | None = getattr(_WORKSPACE, "floats", None)
     if floats is None or floats.size < 5 * size:
         floats = _WORKSPACE.floats = np.empty(5 * size, dtype=np.float32)
-        _WORKSPACE.flags = np.empty(2 * size, dtype=np.bool_)
+        _WORKSPACE.flags = np.empty(size, dtype=np.bool_)
     flags: npt.NDArray[np.bool_] = _WORKSPACE.flags
-    return floats[: 5 * size].reshape(5, *shape), flags[: 2 * size].reshape(2, *shape)
+    return floats[: 5 * size].reshape(5, *shape), flags[:size].reshape(shape)
 
 
 _SAFE = np.float32(4194304.0)  # 2**22: below it np.rint is exactly nearest_int
