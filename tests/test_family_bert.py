@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from qconv.errors import FormatError
-from qconv.model.families.bert import pooling_type
+from qconv.model.pooling import pooling_type
 from qconv.tokenizer.sentencepiece import TokenType
 from qconv.tokenizer.wordpiece import wordpiece_vocab
 

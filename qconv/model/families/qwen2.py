@@ -8,28 +8,8 @@ classifier pooling of config.json, so llama-embedding pools as the model was tra
 
 from __future__ import annotations
 
-from qconv.errors import FormatError
-from qconv.gguf.metadata import KV, kv_uint32
-from qconv.model.config import ModelConfig
-from qconv.model.families.bert import POOLING_TYPES, pooling_type
+from qconv.model.pooling import pooling_keys
 from qconv.model.spec import ATTENTION_TENSORS, BASE_TENSORS, ArchSpec, derive_kv_heads
-
-
-def pooling_keys(spec: ArchSpec, config: ModelConfig) -> list[KV]:
-    """pooling type from sentence-transformers' modules.json.
-
-    ``TextModel._try_set_pooling_type`` (base.py:2295-2333), with config.json's
-    classifier_pooling.
-    """
-    kvs = []
-    if config.path is not None and (pooling := pooling_type(config.path.parent)) is not None:
-        kvs.append(kv_uint32(f"{spec.name}.pooling_type", pooling))
-    if (classifier := config.optional_str("classifier_pooling")) is not None:
-        if classifier not in ("cls", "mean"):
-            raise FormatError(f"{config.label}: 'classifier_pooling' must be cls or mean")
-        kvs.append(kv_uint32(f"{spec.name}.classifier.pooling_type", POOLING_TYPES[classifier]))
-    return kvs
-
 
 SPEC = ArchSpec(
     name="qwen2",

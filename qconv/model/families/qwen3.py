@@ -14,7 +14,7 @@ from pathlib import Path
 from qconv.errors import SourceError
 from qconv.gguf.metadata import KV
 from qconv.model.config import ModelConfig
-from qconv.model.families.qwen2 import pooling_keys
+from qconv.model.pooling import pooling_keys
 from qconv.model.spec import ATTENTION_TENSORS, BASE_TENSORS, ArchSpec, derive_kv_heads
 
 _RERANKER_NAMES = ("qwen3-reranker", "qwen3-vl-reranker")
