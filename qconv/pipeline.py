@@ -33,7 +33,7 @@ from qconv.gguf.metadata import KV, load_metadata_file, merge_kvs, parse_overrid
 from qconv.gguf.writer import GGUFWriter, alignment_of, atomic_output, encode_header, layout
 from qconv.imatrix import imatrix_kvs, read_imatrix
 from qconv.model.architecture import Architecture, select_architecture
-from qconv.model.card import general_metadata
+from qconv.model.card import general_metadata, parameter_size_label
 from qconv.model.config import ModelConfig
 from qconv.model.hparams import block_count
 from qconv.model.transforms import GeneratedTensor
@@ -119,7 +119,8 @@ def plan_conversion(
     plans = plan_tensors(tensors, chosen, strict=options.strict, facts=facts, imatrix=imatrix)
     n_params = sum(_n_elements(plan.shape) for plan in plans)
     values = dict(architecture.config.values)
-    kvs = architecture.header() + general_metadata(source.root, values, n_params, model)
+    label = parameter_size_label((plan.name, plan.shape) for plan in plans)
+    kvs = architecture.header() + general_metadata(source.root, values, n_params, model, label)
     kvs += architecture.metadata(chosen.ftype)
     if architecture.known and not options.no_vocab:
         assert source.root is not None
@@ -142,7 +143,9 @@ def plan_conversion(
     # Encode the header once now: a bad name, duplicate or value fails here, before any output
     # exists, and --dry-run reports it too.
     alignment = alignment_of(kvs)
-    encode_header(kvs, layout([(p.name, p.shape, p.qtype) for p in plans], alignment), alignment)
+    encode_header(
+        kvs, layout([(p.name, p.file_shape, p.qtype) for p in plans], alignment), alignment
+    )
     warnings = _fallback_warnings(plans)
     if not architecture.known:
         warnings.insert(0, _generic_warning(architecture))
@@ -281,7 +284,7 @@ def _write(
     on_progress: ProgressCallback | None,
 ) -> int:
     alignment = alignment_of(conversion.kvs)
-    infos = layout([(p.name, p.shape, p.qtype) for p in conversion.plans], alignment)
+    infos = layout([(p.name, p.file_shape, p.qtype) for p in conversion.plans], alignment)
     writer = GGUFWriter(stream, label=label)
     writer.begin(conversion.kvs, infos)
     chunks = _chunks(conversion.plans)

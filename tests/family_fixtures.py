@@ -22,6 +22,7 @@ import hashlib
 import importlib
 import json
 import pkgutil
+import re
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -67,6 +68,10 @@ class FamilyCase:
     # random model is measurably more sensitive to quantization.
     llama_cpp_runs: bool = True
     min_cosine: dict[str, float] = field(default_factory=dict)
+    # Also check transformers v5's fused expert layout (mlp.experts.gate_up_proj / down_proj, 3-D)
+    # of the same values: the golden script requires the converter's files from it to equal the
+    # per-expert ones, and the tests convert it with qconv against the same goldens.
+    v5_experts: bool = False
 
     @property
     def folder(self) -> str:
@@ -104,19 +109,51 @@ def read_skeleton(case: FamilyCase) -> tuple[dict[str, Any], list[tuple[str, tup
     return config, [(name, tuple(shape)) for name, shape in skeleton["tensors"]]
 
 
+_EXPERT = re.compile(r"(model\.layers\.\d+\.mlp\.experts)\.(\d+)\.(gate|up|down)_proj\.weight")
+
+
+def fuse_experts(values: dict[str, tuple[str, np.ndarray]]) -> dict[str, tuple[str, np.ndarray]]:
+    """transformers v5's layout of the same weights: per layer ``mlp.experts.gate_up_proj``
+    (n_expert, 2·n_ff, n_embd; gate rows first) and ``mlp.experts.down_proj``, names sorted."""
+    fused: dict[str, tuple[str, np.ndarray]] = {}
+    experts: dict[str, dict[str, dict[int, np.ndarray]]] = {}
+    dtype = "F32"
+    for name, (dtype_, array) in values.items():
+        match = _EXPERT.fullmatch(name)
+        if match is None:
+            fused[name] = (dtype_, array)
+            continue
+        prefix, expert, projection = match.group(1), int(match.group(2)), match.group(3)
+        experts.setdefault(prefix, {}).setdefault(projection, {})[expert] = array
+        dtype = dtype_
+    for prefix, projections in experts.items():
+        stacked = {p: np.stack([a for _, a in sorted(e.items())]) for p, e in projections.items()}
+        gate_up = np.concatenate([stacked["gate"], stacked["up"]], axis=1)
+        fused[f"{prefix}.gate_up_proj"] = (dtype, gate_up)
+        fused[f"{prefix}.down_proj"] = (dtype, stacked["down"])
+    return dict(sorted(fused.items()))
+
+
 def write_checkpoint(
     case: FamilyCase,
     parent: Path,
     config: dict[str, Any] | None = None,
     tensors: list[tuple[str, tuple[int, ...]]] | None = None,
+    *,
+    v5_experts: bool = False,
 ) -> Path:
-    """Write ``case``'s checkpoint (deterministic weights) under ``parent``; return its folder."""
+    """Write ``case``'s checkpoint (deterministic weights) under ``parent``; return its folder.
+
+    ``v5_experts`` writes the experts in transformers v5's fused layout (:func:`fuse_experts`).
+    """
     if config is None or tensors is None:
         config, tensors = read_skeleton(case)
     directory = parent / case.folder
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     values = {name: (case.dtype, tensor_values(name, shape, case.seed)) for name, shape in tensors}
+    if v5_experts:
+        values = fuse_experts(values)
     write_safetensors(directory / "model.safetensors", values)
     tokenizer = ROOT / "tests" / "golden" / case.tokenizer
     for item in sorted(tokenizer.iterdir()) if tokenizer.is_dir() else []:

@@ -59,3 +59,19 @@ def test_tensor_names_agree_with_gguf_py_tensor_name_map(name: str) -> None:
         assert gguf_name == expected, data.name
         checked += 1
     assert checked > 0
+
+
+# The layout changes only which source rows feed each tensor, not how it is quantized: the
+# converter's own outputs (bf16, q8_0) are enough, and the golden script checks the same outputs.
+V5_OUTPUTS = [(n, o) for n, c in CASES.items() if c.v5_experts for o in c.outtypes]
+
+
+@pytest.mark.parametrize(("name", "output"), V5_OUTPUTS, ids=[f"{n}-{o}" for n, o in V5_OUTPUTS])
+def test_fused_v5_experts_give_the_per_expert_file(name: str, output: str, tmp_path: Path) -> None:
+    """transformers v5 stores experts as fused 3-D tensors; the file must not change (the golden
+    script checks that llama.cpp's converter writes the same file from both layouts too)."""
+    case = CASES[name]
+    model = write_checkpoint(case, tmp_path, v5_experts=True)
+    out = tmp_path / "qconv.gguf"
+    convert(str(model), out, target=output, jobs=1)
+    assert digest(out) == golden_digest(case, output)

@@ -105,6 +105,21 @@ def run_quantize(tool: Path, src: Path, dst: Path, ftype: str) -> None:
         raise SystemExit(f"llama-quantize {ftype} failed:\n{run.stderr.decode()[-2000:]}")
 
 
+def check_v5_experts(case, parent: Path, src: Path, goldens: dict) -> None:  # type: ignore[no-untyped-def]
+    """The converter must write the same files from transformers v5's fused expert layout."""
+    from family_fixtures import digest, write_checkpoint
+
+    model = write_checkpoint(case, parent, v5_experts=True)
+    for outtype in case.outtypes:
+        out = parent / f"{outtype}.gguf"
+        convert(case.pre, model, outtype, out, src)
+        if digest(out) != goldens[outtype]:
+            raise SystemExit(
+                f"{case.name}: the converter's {outtype} file from the fused layout "
+                "differs from the per-expert one"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cases", nargs="*")
@@ -128,6 +143,8 @@ def main() -> None:
                 out = Path(tmp) / f"{outtype}.gguf"
                 convert(case.pre, model, outtype, out, src)
                 goldens[outtype] = digest(out)
+            if case.v5_experts:
+                check_v5_experts(case, Path(tmp) / "v5", src, goldens)
             if case.ftypes:
                 quantize_tool = quantize_tool or llama_quantize()
                 step = Path(tmp) / "intermediate.gguf"

@@ -264,9 +264,10 @@ def render_plan(conversion: object) -> str:
     rows = [("tensor", "shape", "source", "type", "bytes", "reason")]
     for plan in conversion.plans:
         shape = "×".join(str(d) for d in plan.shape)
-        rows.append(
-            (plan.name, shape, plan.data.dtype, plan.qtype.name, f"{plan.nbytes:,}", plan.reason)
-        )
+        # A stacked expert tensor reads one source tensor per expert: show how many.
+        n_sources = getattr(plan.data, "n_sources", 1)
+        source = f"{plan.data.dtype} ×{n_sources}" if n_sources > 1 else plan.data.dtype
+        rows.append((plan.name, shape, source, plan.qtype.name, f"{plan.nbytes:,}", plan.reason))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     lines = [
         "  ".join(cell.ljust(width) for cell, width in zip(row[:5], widths, strict=True))

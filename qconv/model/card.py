@@ -9,6 +9,7 @@ dependency is needed. Users override anything with ``--metadata``.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,13 @@ from qconv.errors import SourceError
 from qconv.gguf.constants import GGUFValueType
 from qconv.gguf.metadata import KV, kv_array, kv_string, kv_uint32
 
-__all__ = ["general_metadata", "id_to_title", "read_front_matter", "size_label"]
+__all__ = [
+    "general_metadata",
+    "id_to_title",
+    "parameter_size_label",
+    "read_front_matter",
+    "size_label",
+]
 
 _VERSION_OR_NUMBER = re.compile(r"^(v\d+(?:\.\d+)*|\d.*)$")
 
@@ -36,6 +43,35 @@ def size_label(n_params: int) -> str:
     scaled = n_params * scale
     decimals = max(2 - len(str(round(scaled)).lstrip("0")), 0)
     return f"{scaled:.{decimals}f}{suffix}"
+
+
+def parameter_size_label(tensors: Iterable[tuple[str, tuple[int, ...]]]) -> str | None:
+    """The size label of a file's tensors, ``<experts>x<params>`` when it stacks experts.
+
+    Mirrors gguf-py's ``get_total_parameter_count`` + ``size_label``: a 3-D ``*_exps.*`` tensor
+    counts once per expert (its size over its expert count) and the label is the average expert
+    count times the parameters one token's path through shared and one expert's weights holds.
+    None when there are no parameters.
+    """
+    total = shared = per_expert = expert_sum = n_expert_tensors = 0
+    for name, shape in tensors:
+        size = 1
+        for dim in shape:
+            size *= dim
+        total += size
+        if "_exps." in name and len(shape) >= 3:
+            # NumPy order: the expert axis is shape[0] for weights (ne[2]), shape[-2] for biases.
+            n_expert = shape[-2] if ".bias" in name else shape[-3]
+            per_expert += size // n_expert
+            expert_sum += n_expert
+            n_expert_tensors += 1
+        else:
+            shared += size
+    if total <= 0:
+        return None
+    if n_expert_tensors == 0 or expert_sum // n_expert_tensors == 0:
+        return size_label(total)
+    return f"{expert_sum // n_expert_tensors}x{size_label(shared + per_expert)}"
 
 
 def _scalar(text: str) -> str:
@@ -95,7 +131,11 @@ def _base_model_kvs(ids: list[str]) -> list[KV]:
 
 
 def general_metadata(
-    model_dir: Path | None, config: dict[str, Any], n_params: int, name_hint: str
+    model_dir: Path | None,
+    config: dict[str, Any],
+    n_params: int,
+    name_hint: str,
+    label: str | None = None,
 ) -> list[KV]:
     """``general.*`` KVs (after general.architecture/type), in llama.cpp's order.
 
@@ -114,7 +154,7 @@ def general_metadata(
         name = id_to_title(hint)
     kvs = [kv_string("general.name", name)]
     if n_params > 0:
-        kvs.append(kv_string("general.size_label", size_label(n_params)))
+        kvs.append(kv_string("general.size_label", label or size_label(n_params)))
     if licenses := _as_list(card.get("license")):
         kvs.append(kv_string("general.license", ",".join(licenses)))
     for card_key, gguf_key in (("license_name", "license.name"), ("license_link", "license.link")):

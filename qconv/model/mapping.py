@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from qconv.errors import SourceError
 from qconv.model.config import ModelConfig
-from qconv.model.spec import DROPPED_SUFFIXES, ArchSpec
+from qconv.model.spec import DROPPED_SUFFIXES, ArchSpec, FusedSpec
 from qconv.model.transforms import (
     PermutedTensor,
     RowSlice,
@@ -121,7 +121,10 @@ def _kind(gguf_name: str) -> str:
 
 
 def _layer_pattern(spec: ArchSpec) -> re.Pattern[str]:
-    return re.compile(rf"{re.escape(spec.layer_prefix)}\.(\d+)\.(.+)\.(weight|bias)")
+    # The suffix is optional: transformers v5 stores fused experts as bare parameters
+    # (``mlp.experts.down_proj``), which the converter names ``<name>.weight``; a bare name is
+    # mapped only when its path is in the spec's tables.
+    return re.compile(rf"{re.escape(spec.layer_prefix)}\.(\d+)\.(.+?)(?:\.(weight|bias))?")
 
 
 def _rename(spec: ArchSpec, hf_name: str) -> tuple[str, int | None, str] | None:
@@ -129,7 +132,8 @@ def _rename(spec: ArchSpec, hf_name: str) -> tuple[str, int | None, str] | None:
     if match := _layer_pattern(spec).fullmatch(hf_name):
         block, path, suffix = match.groups()
         if path in spec.layer_tensors:
-            return f"blk.{int(block)}.{spec.layer_tensors[path]}.{suffix}", int(block), path
+            gguf = spec.layer_tensors[path]
+            return f"blk.{int(block)}.{gguf}.{suffix or 'weight'}", int(block), path
         return None
     if (match := _GLOBAL.fullmatch(hf_name)) and match.group(1) in spec.global_tensors:
         return f"{spec.global_tensors[match.group(1)]}.{match.group(2)}", None, match.group(1)
@@ -199,6 +203,18 @@ class _ExpertBuffer:
             )
 
 
+def _fused_rows(fused: FusedSpec, data: TensorData) -> int:
+    """Rows of each part; the converter refuses shapes that do not split (qwen.py:110-112)."""
+    n_parts = len(fused.parts)
+    if len(data.shape) < 2 or data.shape[-2] % n_parts or fused.ndim not in (0, len(data.shape)):
+        dims = f"{fused.ndim}-D " if fused.ndim else ""
+        raise SourceError(
+            f"tensor {data.name!r} has shape {list(data.shape)}; a fused {dims}tensor must split "
+            f"into {n_parts} equal parts ({', '.join(fused.parts)}) along its second-to-last axis"
+        )
+    return data.shape[-2] // n_parts
+
+
 def map_tensors(
     spec: ArchSpec,
     config: ModelConfig,
@@ -238,9 +254,9 @@ def map_tensors(
                 continue
             if path in fused:
                 parts = fused[path].parts
-                rows = data.shape[-2] // len(parts)
+                rows = _fused_rows(fused[path], data)
                 for i, part in enumerate(parts):
-                    gguf_name = f"blk.{block}.{part}.{layer.group(3)}"
+                    gguf_name = f"blk.{block}.{part}.{layer.group(3) or 'weight'}"
                     view = RowSlice(hf_name, data, i * rows, rows)
                     named.append((gguf_name, _transformed(view, hf_name, gguf_name, spec, config)))
                 continue

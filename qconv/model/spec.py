@@ -79,10 +79,15 @@ class ExpertSpec:
 
 @dataclass(frozen=True, slots=True)
 class FusedSpec:
-    """A fused HF tensor split into equal parts along its second-to-last axis, in order."""
+    """A fused HF tensor split into equal parts along its second-to-last axis, in order.
+
+    ``ndim`` (when not 0) is the number of dimensions the converter requires: transformers v5's
+    fused expert tensor ``mlp.experts.gate_up_proj`` is (n_expert, 2·n_ff, n_embd).
+    """
 
     path: str  # HF path inside model.layers.N. (without .weight)
     parts: tuple[str, ...]  # GGUF names of the parts, first rows first
+    ndim: int = 0
 
 
 @dataclass(frozen=True, slots=True)

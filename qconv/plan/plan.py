@@ -44,6 +44,7 @@ from qconv.plan.mixture import (
 from qconv.source import TensorData
 
 __all__ = [
+    "F32_KINDS",
     "FLOAT_TARGETS",
     "ModelFacts",
     "Target",
@@ -128,6 +129,9 @@ class TensorPlan:
     fallback: bool = False
     # The imatrix's per-column weights, (n_expert, n_cols): row e weighs expert e's rows.
     importance: npt.NDArray[np.float32] | None = field(default=None, compare=False, repr=False)
+    # llama-quantize writes each tensor with ggml_n_dims dimensions: trailing ne[] of 1 (leading
+    # NumPy dims of 1, e.g. Qwen2-MoE's (1, n_embd) shared-expert gate) are dropped.
+    ggml_dims: bool = False
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -139,6 +143,15 @@ class TensorPlan:
         if len(self.shape) == 3:
             return self.shape[1]
         return tensor_rows(self.shape)
+
+    @property
+    def file_shape(self) -> tuple[int, ...]:
+        """The shape written in the GGUF tensor info."""
+        shape = self.data.shape
+        if self.ggml_dims:
+            while len(shape) > 1 and shape[0] == 1:
+                shape = shape[1:]
+        return shape
 
     @property
     def nbytes(self) -> int:
@@ -238,6 +251,8 @@ def _quantized_plans(
         source_types=intermediate,
         has_imatrix=imatrix is not None,
     )
+    # llama-quantize writes the file whenever it is the tool that would run.
+    file_layout = target.llama_quantize_layout or imatrix is not None
     plans = []
     for (name, data), choice, before in zip(tensors, choices, intermediate, strict=True):
         if not quant.can_quantize(choice.qtype):
@@ -249,7 +264,9 @@ def _quantized_plans(
         if imatrix is not None and choice.qtype != before:
             importance = importance_for(imatrix, name, data.shape)
             reason += "; imatrix" if importance is not None else "; no imatrix entry"
-        plans.append(TensorPlan(name, data, choice.qtype, reason, choice.fallback, importance))
-    if not target.llama_quantize_layout and imatrix is None:
+        plans.append(
+            TensorPlan(name, data, choice.qtype, reason, choice.fallback, importance, file_layout)
+        )
+    if not file_layout:
         return plans
     return [plans[i] for i in llama_quantize_order([plan.name for plan in plans])]
