@@ -139,11 +139,14 @@ CASES = [
         ftypes=QUANTS,
     ),
     FamilyCase(
+        # llama.cpp's olmoe graph sizes attn_k_norm by n_embd: multi-head attention only, as the
+        # published OLMoE models are (the converter would write a GQA file llama.cpp refuses).
         name="olmoe_h256",
         hf_class="OlmoeForCausalLM",
         model_type="olmoe",
         config=_dims(
             256,
+            kv_heads=4,
             intermediate_size=256,
             num_experts=4,
             num_experts_per_tok=2,
