@@ -170,3 +170,113 @@ def _split(
 ) -> Iterable[list[tuple[str, tuple[int, ...]]]]:
     size = -(-len(items) // n)
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+@dataclass(frozen=True, slots=True)
+class MoeShape:
+    """Dimensions of a Qwen3-MoE checkpoint (per-expert tensors, as the Hub stores them)."""
+
+    n_layers: int = 12
+    hidden: int = 1024
+    moe_intermediate: int = 256
+    n_experts: int = 64
+    n_experts_used: int = 8
+    n_heads: int = 16
+    n_kv_heads: int = 4
+    head_dim: int = 64
+    vocab: int = 32000
+
+    @property
+    def n_params(self) -> int:
+        return sum(int(np.prod(s)) for _, s in qwen3moe_tensor_shapes(self))
+
+
+def qwen3moe_tensor_shapes(shape: MoeShape) -> list[tuple[str, tuple[int, ...]]]:
+    """HF tensor names and NumPy shapes of a Qwen3-MoE checkpoint, sorted by name."""
+    h, f, d = shape.hidden, shape.moe_intermediate, shape.head_dim
+    names: list[tuple[str, tuple[int, ...]]] = [
+        ("model.embed_tokens.weight", (shape.vocab, h)),
+        ("model.norm.weight", (h,)),
+        ("lm_head.weight", (shape.vocab, h)),
+    ]
+    for i in range(shape.n_layers):
+        p = f"model.layers.{i}"
+        names += [
+            (f"{p}.input_layernorm.weight", (h,)),
+            (f"{p}.post_attention_layernorm.weight", (h,)),
+            (f"{p}.self_attn.q_proj.weight", (shape.n_heads * d, h)),
+            (f"{p}.self_attn.k_proj.weight", (shape.n_kv_heads * d, h)),
+            (f"{p}.self_attn.v_proj.weight", (shape.n_kv_heads * d, h)),
+            (f"{p}.self_attn.o_proj.weight", (h, shape.n_heads * d)),
+            (f"{p}.self_attn.q_norm.weight", (d,)),
+            (f"{p}.self_attn.k_norm.weight", (d,)),
+            (f"{p}.mlp.gate.weight", (shape.n_experts, h)),
+        ]
+        for e in range(shape.n_experts):
+            names += [
+                (f"{p}.mlp.experts.{e}.gate_proj.weight", (f, h)),
+                (f"{p}.mlp.experts.{e}.up_proj.weight", (f, h)),
+                (f"{p}.mlp.experts.{e}.down_proj.weight", (h, f)),
+            ]
+    return sorted(names)
+
+
+def qwen3moe_config(shape: MoeShape) -> dict[str, object]:
+    """A config.json for a Qwen3-MoE checkpoint of ``shape``."""
+    return {
+        "architectures": ["Qwen3MoeForCausalLM"],
+        "model_type": "qwen3_moe",
+        "hidden_size": shape.hidden,
+        "intermediate_size": 4 * shape.hidden,
+        "moe_intermediate_size": shape.moe_intermediate,
+        "num_experts": shape.n_experts,
+        "num_experts_per_tok": shape.n_experts_used,
+        "num_hidden_layers": shape.n_layers,
+        "num_attention_heads": shape.n_heads,
+        "num_key_value_heads": shape.n_kv_heads,
+        "head_dim": shape.head_dim,
+        "max_position_embeddings": 32768,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 1000000.0,
+        "vocab_size": shape.vocab,
+        "tie_word_embeddings": False,
+        "bos_token_id": 296,
+        "eos_token_id": 296,
+        "torch_dtype": "bfloat16",
+    }
+
+
+def write_safetensors_streaming(
+    path: Path, specs: list[tuple[str, tuple[int, ...]]], dtype: str, seed: int
+) -> None:
+    """Like :func:`write_safetensors` with :func:`tensor_values`, one tensor in memory at a time
+    (a bench checkpoint of several GB never has to fit in memory)."""
+    itemsize = np.dtype(SAFETENSORS_DTYPES[dtype]).itemsize
+    header: dict[str, object] = {"__metadata__": {"format": "pt"}}
+    offset = 0
+    for name, shape in specs:
+        size = int(np.prod(shape)) * itemsize
+        header[name] = {
+            "dtype": dtype,
+            "shape": list(shape),
+            "data_offsets": [offset, offset + size],
+        }
+        offset += size
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as f:
+        f.write(struct.pack("<Q", len(raw)))
+        f.write(raw)
+        for name, shape in specs:
+            f.write(encode(tensor_values(name, shape, seed), dtype))
+
+
+def write_qwen3moe_checkpoint(directory: Path, shape: MoeShape, *, seed: int = 0) -> Path:
+    """Write config.json and a BF16 model.safetensors of a Qwen3-MoE checkpoint."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text(json.dumps(qwen3moe_config(shape), indent=2))
+    write_safetensors_streaming(
+        directory / "model.safetensors", qwen3moe_tensor_shapes(shape), "BF16", seed
+    )
+    return directory
