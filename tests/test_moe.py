@@ -103,3 +103,14 @@ def test_dense_mlp_in_a_qwen3moe_checkpoint_is_refused(tmp_path: Path) -> None:
     result = runner.invoke(app, ["convert", str(_write(tmp_path, values)), "--dry-run"])
     assert result.exit_code == 3
     assert "model.layers.1.mlp.gate_proj.weight" in result.stderr and "qwen3moe" in result.stderr
+
+
+def test_dry_run_shows_the_shape_llama_quantize_writes(tmp_path: Path) -> None:
+    # llama-quantize stores the (1, n_embd) shared-expert gate with ggml_n_dims = 1 dimension.
+    model = write_checkpoint(CASES["qwen2moe_h64"], tmp_path)
+    shapes = {}
+    for target in ("q8_0", "q4_k_m"):
+        result = runner.invoke(app, ["convert", str(model), "-t", target, "--dry-run"])
+        line = next(x for x in result.stdout.splitlines() if "blk.0.ffn_gate_inp_shexp" in x)
+        shapes[target] = line.split()[1]
+    assert shapes == {"q8_0": "1×64", "q4_k_m": "64"}

@@ -263,7 +263,7 @@ def render_plan(conversion: object) -> str:
     assert isinstance(conversion, Conversion)
     rows = [("tensor", "shape", "source", "type", "bytes", "reason")]
     for plan in conversion.plans:
-        shape = "×".join(str(d) for d in plan.shape)
+        shape = "×".join(str(d) for d in plan.file_shape)
         # A stacked expert tensor reads one source tensor per expert: show how many.
         n_sources = getattr(plan.data, "n_sources", 1)
         source = f"{plan.data.dtype} ×{n_sources}" if n_sources > 1 else plan.data.dtype
