@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import stat
 import struct
 from pathlib import Path
 
@@ -127,6 +129,75 @@ def test_atomic_output_refuses_existing_file_and_folders(tmp_path: Path) -> None
     with pytest.raises(OutputError, match="cannot create"):
         with atomic_output(tmp_path / "missing-dir" / "m.gguf", force=False):
             pass
+
+
+def test_a_file_that_appears_during_the_run_is_not_replaced_without_force(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qconv import writer
+
+    out = tmp_path / "m.gguf"
+    for renameat2 in (writer._libc_renameat2, lambda: None):  # renameat2, then link() fallback
+        monkeypatch.setattr(writer, "_libc_renameat2", renameat2)
+        with pytest.raises(OutputError, match="appeared there during the conversion"):
+            with atomic_output(out, force=False) as stream:
+                stream.write(b"ours")
+                out.write_bytes(b"theirs")  # another run, or the user, got there first
+        assert out.read_bytes() == b"theirs" and list(tmp_path.iterdir()) == [out]
+        out.unlink()
+    with atomic_output(out, force=False) as stream:
+        stream.write(b"ours")
+        (tmp_path / "other").write_bytes(b"x")
+    assert out.read_bytes() == b"ours"
+    with atomic_output(out, force=True) as stream:
+        stream.write(b"forced")
+        out.write_bytes(b"theirs")
+    assert out.read_bytes() == b"forced"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o027])
+def test_the_output_gets_the_mode_a_new_file_would_get(tmp_path: Path, umask: int) -> None:
+    out = tmp_path / "m.gguf"
+    out.write_bytes(b"old")
+    out.chmod(0o600 if umask == 0o022 else 0o666)
+    old_mask = os.umask(umask)
+    try:
+        with atomic_output(out, force=True) as stream:
+            stream.write(b"new")
+        fresh = tmp_path / "fresh"
+        fresh.write_bytes(b"")
+    finally:
+        os.umask(old_mask)
+    assert stat.S_IMODE(out.stat().st_mode) == stat.S_IMODE(fresh.stat().st_mode)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask
+
+
+def test_stale_temporaries_of_dead_runs_are_removed_and_live_ones_kept(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead_pid = int(dead.stdout)
+    stale = tmp_path / f".m.gguf.{dead_pid}.abc_123.partial"
+    live = tmp_path / f".m.gguf.{os.getppid()}.xyz.partial"
+    unrelated = tmp_path / f".m.gguf.{dead_pid}.partial.keep"
+    other_name = tmp_path / f".n.gguf.{dead_pid}.abc.partial"
+    for file in (stale, live, unrelated, other_name):
+        file.write_bytes(b"x")
+    with atomic_output(tmp_path / "m.gguf", force=False) as stream:
+        names = sorted(p.name for p in tmp_path.iterdir())
+        assert stale.name not in names and live.name in names
+        (temp,) = [n for n in names if n.startswith(f".m.gguf.{os.getpid()}.")]
+        assert temp.endswith(".partial")
+        stream.write(b"ok")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["m.gguf", live.name, unrelated.name, other_name.name]
+    )
 
 
 class _FullDisk(io.RawIOBase):

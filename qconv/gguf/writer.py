@@ -18,9 +18,14 @@ reversed, so ne[0] is the row length; this module and reader.py are the only pla
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import enum
+import errno
+import functools
 import os
+import re
 import struct
+import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -211,32 +216,151 @@ class GGUFWriter:
 
 @contextlib.contextmanager
 def atomic_output(path: Path, *, force: bool) -> Iterator[IO[bytes]]:
-    """Open a temporary file beside ``path``; rename it to ``path`` only if the block succeeds.
+    """Open a temporary file beside ``path``; move it to ``path`` only if the block succeeds.
 
-    Any exception, Ctrl-C included, removes the temporary file, so a partial file never appears at
-    ``path``.
+    Any exception, Ctrl-C and the CLI's SIGTERM/SIGHUP included, removes the temporary file, so a
+    partial file never appears at ``path``. The final step never replaces a file that appeared at
+    ``path`` meanwhile unless ``force`` is set. The file gets the mode a new file would get
+    (0666 minus the umask), even when it replaces one with other permissions. Temporaries of this
+    naming left by a process that no longer exists (killed with SIGKILL) are removed first.
 
     Raises:
-        OutputError: ``path`` exists and ``force`` is false, or the folder is not writable.
+        OutputError: ``path`` exists and ``force`` is false, the folder is not writable, or the
+            disk is full or a file-size limit is hit while writing.
     """
     if path.exists() and not force:
         raise OutputError(f"{path}: already exists; pass --force to overwrite it")
     if path.is_dir():
         raise OutputError(f"{path}: is a folder; give a file name for the output")
+    folder = path.parent or Path(".")
+    remove_stale_temporaries(path)
     try:
+        # The pid in the name lets a later run tell a dead run's leftovers from a live run's.
         fd, temp_name = tempfile.mkstemp(
-            prefix=f".{path.name}.", suffix=".partial", dir=path.parent or Path(".")
+            prefix=f".{path.name}.{os.getpid()}.", suffix=".partial", dir=folder
         )
     except OSError as e:
         raise OutputError(f"{path}: cannot create the output ({e.strerror or e})") from e
     temp = Path(temp_name)
+    stream = os.fdopen(fd, "wb", buffering=1024 * 1024)
     try:
-        with os.fdopen(fd, "wb", buffering=1024 * 1024) as stream:
-            yield stream
+        yield stream
+        try:
             stream.flush()
+            os.fchmod(stream.fileno(), _new_file_mode())  # mkstemp made it 0600
             os.fsync(stream.fileno())
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
+            stream.close()
+        except OSError as e:
+            raise OutputError(f"{path}: write failed ({e.strerror or e})") from e
+        _move_into_place(temp, path, force=force)
     except BaseException:
+        # close() flushes the buffer again; on a full disk that raises a second OSError that
+        # would replace the real error, so it is silenced here.
+        with contextlib.suppress(OSError):
+            stream.close()
         temp.unlink(missing_ok=True)
         raise
+
+
+def _new_file_mode() -> int:
+    """0666 minus the umask: what open(path, "w") would give a new file."""
+    mask = os.umask(0o022)  # the only portable way to read the umask is to set it
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_TEMP_NAME = re.compile(r"\.(?P<pid>\d+)\.[A-Za-z0-9_]+\.partial")
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove ``.<name>.<pid>.<random>.partial`` files beside ``path`` whose process is gone.
+
+    A run killed by SIGKILL (or a power cut) cannot clean up after itself; the next run to the
+    same path does. A temporary whose pid is alive, or owned by another user, is left alone.
+    """
+    removed = []
+    prefix = f".{path.name}"
+    try:
+        entries = list(os.scandir(path.parent or Path(".")))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
+        match = _TEMP_NAME.fullmatch(entry.name[len(prefix) :])
+        if match is None or _process_exists(int(match["pid"])):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's process (or a pid we cannot judge): leave its file alone
+    return True
+
+
+_RENAME_NOREPLACE = 1  # linux/fs.h
+
+
+def _move_into_place(temp: Path, path: Path, *, force: bool) -> None:
+    """Rename ``temp`` to ``path``; without ``force``, fail rather than replace a file there."""
+    if force:
+        os.replace(temp, path)
+        return
+    try:
+        if not _rename_noreplace(temp, path):
+            # No renameat2 (not Linux, or a filesystem without it): link() also refuses an
+            # existing target, atomically; then drop the temporary name.
+            os.link(temp, path)
+            temp.unlink()
+    except FileExistsError:
+        raise OutputError(
+            f"{path}: a file appeared there during the conversion; it was left alone and the "
+            "new output discarded (pass --force to overwrite)"
+        ) from None
+    except OSError as e:
+        raise OutputError(f"{path}: cannot move the output into place ({e.strerror or e})") from e
+
+
+def _rename_noreplace(temp: Path, path: Path) -> bool:
+    """renameat2(RENAME_NOREPLACE) through libc; False when the call is not available here."""
+    renameat2 = _libc_renameat2()
+    if renameat2 is None:
+        return False
+    at_fdcwd = -100
+    result = renameat2(at_fdcwd, os.fsencode(temp), at_fdcwd, os.fsencode(path), _RENAME_NOREPLACE)
+    if result == 0:
+        return True
+    errno_value = ctypes.get_errno()
+    if errno_value in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False  # kernel or filesystem without the flag: use the link() fallback
+    raise OSError(errno_value, os.strerror(errno_value), str(path))
+
+
+@functools.cache
+def _libc_renameat2() -> Any:
+    if sys.platform != "linux":
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        function = libc.renameat2
+    except (OSError, AttributeError):
+        return None  # glibc before 2.28, or a libc without the wrapper
+    function.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_uint,
+    ]
+    function.restype = ctypes.c_int
+    return function
