@@ -278,7 +278,7 @@ def remove_stale_temporaries(path: Path) -> list[Path]:
     A run killed by SIGKILL (or a power cut) cannot clean up after itself; the next run to the
     same path does. A temporary whose pid is alive, or owned by another user, is left alone.
     """
-    removed = []
+    removed: list[Path] = []
     prefix = f".{path.name}"
     try:
         entries = list(os.scandir(path.parent or Path(".")))
