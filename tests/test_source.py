@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from synthetic import to_bf16_bits, write_safetensors
 
 from qconv.errors import FormatError, SourceError
@@ -57,6 +59,10 @@ def _raw_file(
     return path
 
 
+_F = b'{"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}'
+F = _F.decode()
+
+
 @pytest.mark.parametrize(
     ("header", "data", "length", "message"),
     [
@@ -82,7 +88,57 @@ def _raw_file(
             "unknown dtype",
         ),
         ({"w": {"shape": [2]}}, b"", None, "malformed"),
-        ({}, b"", 10**12, "exceeds the file"),
+        ({}, b"", 10**12, "over the 100 MiB"),
+        ({}, b"", 1000, "exceeds the file"),
+        # What the safetensors library rejects (Metadata::validate and its serde types):
+        ({"w": {"dtype": "F32", "shape": ["2"], "data_offsets": [0, 8]}}, b"\0" * 8, None, "shape"),
+        ({"w": {"dtype": "F32", "shape": [2.0], "data_offsets": [0, 8]}}, b"\0" * 8, None, "shape"),
+        ({"w": {"dtype": "U8", "shape": [True], "data_offsets": [0, 1]}}, b"\0", None, "shape"),
+        (
+            {"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8.0]}},
+            b"\0" * 8,
+            None,
+            "offsets",
+        ),
+        (
+            {"w": {"dtype": "F32", "shape": [2], "data_offsets": ["0", 8]}},
+            b"\0" * 8,
+            None,
+            "offsets",
+        ),
+        (
+            {"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8, 8]}},
+            b"\0" * 8,
+            None,
+            "offsets",
+        ),
+        (
+            {
+                "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                "b": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+            },
+            b"\0" * 8,
+            None,
+            "overlaps",
+        ),
+        ({"w": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}, b"\0" * 12, None, "gap"),
+        (
+            {"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}},
+            b"\0" * 12,
+            None,
+            "4 bytes after",
+        ),
+        (
+            b'{"w": %s, "w": %s}' % (_F, _F),
+            b"\0" * 8,
+            None,
+            "duplicate key 'w'",
+        ),
+        ({"__metadata__": {"x": 1}, "w": json.loads(F)}, b"\0" * 8, None, "__metadata__"),
+        ({"__metadata__": "x", "w": json.loads(F)}, b"\0" * 8, None, "__metadata__"),
+        (b'{"\\ud800": %s}' % _F, b"\0" * 8, None, "not valid UTF-8"),
+        (b'{"w": {"dtype": "F32", "shape": [NaN], "data_offsets": [0, 8]}}', b"", None, "NaN"),
+        (b"[" * 100_000 + b"]" * 100_000, b"", None, "nested too deeply"),
     ],
 )
 def test_corrupt_headers_raise_format_errors_naming_the_file(
@@ -173,3 +229,72 @@ def test_hub_download_is_restricted_to_needed_files(
     patterns = calls["allow_patterns"]
     assert "*.safetensors" in patterns and "*.json" in patterns and "tokenizer.model" in patterns
     assert not any(p.endswith((".bin", ".pt")) for p in patterns)
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_ITEMSIZE = {"F32": 4, "F16": 2, "BF16": 2, "U8": 1, "I64": 8}
+
+
+@st.composite
+def _headers(draw: st.DrawFn) -> tuple[dict, bytes]:
+    """A valid header and data section, then at most a couple of hostile edits."""
+    names = draw(st.lists(st.text(max_size=4), unique=True, max_size=4))
+    header: dict = {}
+    offset = 0
+    for name in draw(st.permutations(names)):
+        dtype = draw(st.sampled_from(sorted(_ITEMSIZE)))
+        shape = draw(st.lists(st.integers(0, 3), max_size=3))
+        nbytes = _ITEMSIZE[dtype] * int(np.prod(shape, dtype=np.int64))
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    if draw(st.booleans()):
+        header["__metadata__"] = draw(st.dictionaries(st.text(max_size=3), st.text(max_size=3)))
+    data = bytes(offset)
+    for _ in range(draw(st.integers(0, 2))):
+        edit = draw(st.sampled_from(["value", "offset", "data", "meta", "junk"]))
+        entries = [k for k, v in header.items() if k != "__metadata__" and "dtype" in str(v)]
+        if edit == "data":
+            data = data[: draw(st.integers(0, len(data)))] + draw(st.binary(max_size=3))
+        elif edit == "meta":
+            header["__metadata__"] = draw(_JSON)
+        elif edit == "junk":
+            header[draw(st.text(max_size=4))] = draw(_JSON)
+        elif entries:
+            entry = header[draw(st.sampled_from(entries))]
+            field = "shape" if edit == "value" else "data_offsets"
+            if isinstance(entry, dict) and entry.get(field):
+                index = draw(st.integers(0, len(entry[field]) - 1))
+                entry[field][index] = draw(
+                    st.integers(-1, 40) | st.sampled_from([1.0, True, False, "2", None])
+                )
+    return header, data
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(case=_headers(), raw=st.none() | st.binary(max_size=64))
+def test_any_header_is_parsed_like_the_safetensors_library_or_refused_with_a_format_error(
+    tmp_path: Path, case: tuple[dict, bytes], raw: bytes | None
+) -> None:
+    """The parser raises only FormatError, and accepts exactly what the safetensors library does."""
+    from safetensors import safe_open
+
+    header, data = case
+    path = _raw_file(tmp_path / "fuzz.safetensors", raw if raw is not None else header, data)
+    try:
+        refs = read_safetensors_header(path)
+    except FormatError:
+        refs = None
+    try:
+        with safe_open(str(path), "np") as f:
+            library = sorted(f.keys())
+    except Exception:  # the library raises its own SafetensorError (and others) for bad files
+        library = None
+    assert (None if refs is None else sorted(r.name for r in refs)) == library

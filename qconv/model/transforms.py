@@ -67,6 +67,9 @@ class PermutedTensor:
         span = self.base.read_rows(low, high)
         return np.ascontiguousarray(span[wanted - low])
 
+    def read_row_part(self, row: int, col_start: int, col_stop: int) -> npt.NDArray[np.float32]:
+        return self.base.read_row_part(int(self.row_order[row]), col_start, col_stop)
+
 
 @dataclass(frozen=True, slots=True)
 class GeneratedTensor:
@@ -82,6 +85,9 @@ class GeneratedTensor:
 
     def read_rows(self, start: int, stop: int) -> npt.NDArray[np.float32]:
         return np.asarray(self.values, dtype=np.float32).reshape(-1, self.shape[-1])[start:stop]
+
+    def read_row_part(self, row: int, col_start: int, col_stop: int) -> npt.NDArray[np.float32]:
+        return self.read_rows(row, row + 1)[:, col_start:col_stop]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +121,10 @@ class StackedTensor:
         if not pieces:
             return self.parts[0].read_rows(0, 0)
         return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+
+    def read_row_part(self, row: int, col_start: int, col_stop: int) -> npt.NDArray[np.float32]:
+        index, offset = divmod(row, _n_rows(self.parts[0].shape))
+        return self.parts[index].read_row_part(offset, col_start, col_stop)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +163,11 @@ class RowSlice:
             return self.base.read_rows(0, 0)
         return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
 
+    def read_row_part(self, row: int, col_start: int, col_stop: int) -> npt.NDArray[np.float32]:
+        block, offset = divmod(row, self.count)
+        first = block * self.base.shape[-2] + self.first + offset
+        return self.base.read_row_part(first, col_start, col_stop)
+
 
 @dataclass(frozen=True, slots=True)
 class ShiftedTensor:
@@ -173,3 +188,6 @@ class ShiftedTensor:
     def read_rows(self, start: int, stop: int) -> npt.NDArray[np.float32]:
         rows = self.base.read_rows(start, stop)
         return rows + np.float32(self.offset)
+
+    def read_row_part(self, row: int, col_start: int, col_stop: int) -> npt.NDArray[np.float32]:
+        return self.base.read_row_part(row, col_start, col_stop) + np.float32(self.offset)
