@@ -12,9 +12,12 @@ processes scale where threads do not — and written by the parent in order.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import multiprocessing
 import os
 import signal
+import sys
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
@@ -27,8 +30,8 @@ import numpy as np
 import numpy.typing as npt
 
 from qconv import quant
-from qconv.errors import QuantizationError, SourceError
-from qconv.gguf.constants import Keys
+from qconv.errors import FormatError, OutputError, QuantizationError, SourceError, UsageError
+from qconv.gguf.constants import MAX_DIMS, MAX_TENSOR_NAME_BYTES, QUANT_SIZES, Keys
 from qconv.gguf.metadata import KV, load_metadata_file, merge_kvs, parse_override
 from qconv.gguf.writer import GGUFWriter, alignment_of, atomic_output, encode_header, layout
 from qconv.imatrix import imatrix_kvs, read_imatrix
@@ -163,7 +166,34 @@ def _named_tensors(source: Source, architecture: Architecture) -> list[tuple[str
     named: list[tuple[str, TensorData]] = [
         (name, GeneratedTensor(name, values)) for name, values in architecture.extra_tensors()
     ]
-    return named + architecture.tensors([_checked(ref) for ref in source.tensors], source.root)
+    mapped = architecture.tensors([_checked(ref) for ref in source.tensors], source.root)
+    _check_gguf_names(mapped)
+    return named + mapped
+
+
+def _origin(data: Any) -> str:
+    """The file a (possibly transformed) tensor comes from, for error messages."""
+    while not hasattr(data, "path") and (hasattr(data, "base") or hasattr(data, "parts")):
+        data = data.base if hasattr(data, "base") else data.parts[0]
+    return str(getattr(data, "path", "checkpoint"))
+
+
+def _check_gguf_names(mapped: Sequence[tuple[str, TensorData]]) -> None:
+    """Names GGUF cannot hold are the checkpoint's fault: FormatError naming the file (exit 4)."""
+    seen: dict[str, TensorData] = {}
+    for name, data in mapped:
+        size = len(name.encode("utf-8"))
+        if size > MAX_TENSOR_NAME_BYTES:
+            raise FormatError(
+                f"{_origin(data)}: tensor name {name!r} is {size} bytes; GGUF allows at most "
+                f"{MAX_TENSOR_NAME_BYTES} (use --arch to map names, or rename the tensor)"
+            )
+        if name in seen:
+            raise FormatError(
+                f"{_origin(data)}: tensors {seen[name].name!r} and {data.name!r} both map to "
+                f"{name!r}; the checkpoint holds the same weight twice"
+            )
+        seen[name] = data
 
 
 MAX_LISTED_FALLBACKS = 3
@@ -218,6 +248,12 @@ def _n_elements(shape: tuple[int, ...]) -> int:
 
 
 def _checked(ref: TensorRef) -> TensorRef:
+    """Faults of the checkpoint itself are reported against its file (exit 3/4), not as usage."""
+    if len(ref.shape) > MAX_DIMS:
+        raise FormatError(
+            f"{ref.path}: tensor {ref.name!r} has {len(ref.shape)} dimensions "
+            f"{list(ref.shape)}; GGUF allows at most {MAX_DIMS}"
+        )
     if ref.dtype not in SUPPORTED_DTYPES:
         raise SourceError(
             f"{ref.path}: tensor {ref.name!r} is {ref.dtype}; qconv converts "
@@ -263,10 +299,12 @@ def write_conversion(
     """Write a planned conversion to a path (atomically) or to an open binary stream."""
     options = options or ConvertOptions()
     started = time.perf_counter()
+    check_jobs(options.jobs)
     if output is None:
         output = default_output_name(conversion.source, conversion.target)
     if isinstance(output, (str, Path)):
         path = Path(output)
+        _refuse_input_as_output(conversion.source, path)
         with atomic_output(path, force=options.force) as stream:
             written = _write(conversion, stream, str(path), options.jobs, on_progress)
         label = str(path)
@@ -274,6 +312,38 @@ def write_conversion(
         written = _write(conversion, output, "<stream>", options.jobs, on_progress)
         label = "-"
     return Report(conversion, label, written, time.perf_counter() - started)
+
+
+# Files beside the checkpoint that qconv reads (config, tokenizer, model card).
+INPUT_NAMES = (
+    "config.json",
+    "model.safetensors.index.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "tokenizer.model",
+    "added_tokens.json",
+    "chat_template.json",
+    "chat_template.jinja",
+    "README.md",
+)
+
+
+def _refuse_input_as_output(source: Source, path: Path) -> None:
+    """Even --force must not replace the checkpoint with its own conversion (same inode)."""
+    try:
+        target = path.stat()
+    except OSError:
+        return  # nothing there yet (or unreadable: atomic_output reports that)
+    inputs = list(source.files)
+    if source.root is not None:
+        inputs += [source.root / name for name in INPUT_NAMES]
+    for file in inputs:
+        with contextlib.suppress(OSError):
+            info = file.stat()
+            if (info.st_dev, info.st_ino) == (target.st_dev, target.st_ino):
+                raise OutputError(
+                    f"{path}: is an input of this conversion ({file}); choose another output path"
+                )
 
 
 def _write(
@@ -290,7 +360,7 @@ def _write(
     chunks = _chunks(conversion.plans)
     current = 0
     with _chunk_results(conversion.plans, chunks, jobs) as results:
-        for (plan_index, _, _), data in zip(chunks, results, strict=False):  # results is lazy
+        for (plan_index, *_), data in zip(chunks, results, strict=False):  # results is lazy
             while current < plan_index:
                 writer.end_tensor()
                 current += 1
@@ -304,32 +374,59 @@ def _write(
     return writer.bytes_written
 
 
-Chunk = tuple[int, int, int]  # (plan index, first row, end row)
+# (plan index, first row, end row, first column, end column). A chunk is whole rows, or one
+# piece of a single row that is longer than CHUNK_BYTES; a piece is whole blocks, since blocks
+# never cross a row, so memory stays flat even for a 1 × 50,000,000 tensor.
+Chunk = tuple[int, int, int, int, int]
 
 
 def _chunks(plans: Sequence[TensorPlan]) -> list[Chunk]:
-    """Row ranges to quantize; none crosses from one expert's matrix into the next, since each
-    expert has its own importance vector (llama_tensor_quantize_impl stops there too)."""
-    chunks = []
+    """Row ranges to quantize, or pieces of one row (whole blocks) when a row is longer than a
+    chunk. None crosses from one expert's matrix into the next, since each expert has its own
+    importance vector (llama_tensor_quantize_impl stops there too)."""
+    chunks: list[Chunk] = []
+    budget = CHUNK_BYTES // 4  # float32 elements per chunk
     for index, plan in enumerate(plans):
-        step = max(1, CHUNK_BYTES // (4 * plan.shape[-1]))
-        per_matrix = plan.rows_per_matrix
-        for first in range(0, tensor_rows(plan.shape), per_matrix):
-            end = first + per_matrix
-            chunks += [(index, start, min(start + step, end)) for start in range(first, end, step)]
+        n_cols = plan.shape[-1]
+        n_rows = tensor_rows(plan.shape)
+        # With an importance matrix ggml weighs each block by the whole row's mean square, so
+        # such a row is never cut; without one, blocks are independent.
+        if n_cols <= budget or plan.importance is not None:
+            step = max(1, budget // n_cols)
+            per_matrix = plan.rows_per_matrix
+            for first in range(0, n_rows, per_matrix):
+                end = first + per_matrix
+                chunks += [
+                    (index, start, min(start + step, end), 0, n_cols)
+                    for start in range(first, end, step)
+                ]
+            continue
+        block_size = QUANT_SIZES[plan.qtype][0]
+        piece = max(block_size, budget // block_size * block_size)
+        chunks += [
+            (index, row, row + 1, col, min(col + piece, n_cols))
+            for row in range(n_rows)
+            for col in range(0, n_cols, piece)
+        ]
     return chunks
 
 
-def convert_chunk(plan: TensorPlan, start: int, stop: int) -> npt.NDArray[np.uint8]:
-    """Rows ``start:stop`` (within one expert's matrix) of a tensor, read, checked and quantized."""
-    rows = plan.data.read_rows(start, stop)
+def convert_chunk(
+    plan: TensorPlan, start: int, stop: int, col_start: int = 0, col_stop: int | None = None
+) -> npt.NDArray[np.uint8]:
+    """Rows ``start:stop`` (within one expert's matrix; columns ``col_start:col_stop``) of a
+    tensor, read, checked and quantized."""
+    if col_stop is None or (col_start == 0 and col_stop == plan.shape[-1]):
+        rows = plan.data.read_rows(start, stop)
+    else:
+        rows = plan.data.read_row_part(start, col_start, col_stop)
     finite = np.isfinite(rows)
     if not finite.all():
         row, col = (int(i[0]) for i in np.nonzero(~finite))
         raise QuantizationError(
-            f"tensor {plan.data.name!r}: element [{start + row}, {col}] is {rows[row, col]}; "
-            "the checkpoint holds non-finite weights (corrupt or overflowed); refusing to write "
-            "them"
+            f"tensor {plan.data.name!r}: element [{start + row}, {col_start + col}] is "
+            f"{rows[row, col]}; the checkpoint holds non-finite weights (corrupt or overflowed); "
+            "refusing to write them"
         )
     if plan.importance is None:
         return quant.quantize(rows, plan.qtype)
@@ -337,17 +434,47 @@ def convert_chunk(plan: TensorPlan, start: int, stop: int) -> npt.NDArray[np.uin
 
 
 _worker_plans: Sequence[TensorPlan] = ()
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def _init_worker(plans: Sequence[TensorPlan]) -> None:
+def _init_worker(plans: Sequence[TensorPlan], parent: int) -> None:
     global _worker_plans
     _worker_plans = plans
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and cleans up
+    # Ctrl-C reaches the whole process group: the parent handles it and stops the workers. Fork
+    # copied the CLI's SIGTERM/SIGHUP handlers, which belong to the parent only.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for signum in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if signum is not None:
+            signal.signal(signum, signal.SIG_DFL)
+    _die_with_parent(parent)
+
+
+def _die_with_parent(parent: int) -> None:
+    """End this worker when the parent ends, even by SIGKILL; else it would wait forever.
+
+    Linux delivers PR_SET_PDEATHSIG when the parent dies; elsewhere a daemon thread polls the
+    parent pid. Either way the pid is checked once more, in case the parent died before this ran.
+    """
+    armed = False
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    if os.getppid() != parent:
+        os._exit(1)
+    if not armed:
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def _worker_chunk(chunk: Chunk) -> npt.NDArray[np.uint8]:
-    index, start, stop = chunk
-    return convert_chunk(_worker_plans[index], start, stop)
+    index, start, stop, col_start, col_stop = chunk
+    return convert_chunk(_worker_plans[index], start, stop, col_start, col_stop)
 
 
 def default_jobs() -> int:
@@ -357,31 +484,56 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def max_jobs() -> int:
+    """The most worker processes qconv starts: 4 × the usable cores (more only adds memory)."""
+    return 4 * default_jobs()
+
+
+def check_jobs(jobs: int | None) -> int:
+    """The number of workers for ``jobs`` (None: all cores).
+
+    Raises:
+        UsageError: ``jobs`` is below 1 or above :func:`max_jobs`.
+    """
+    if jobs is None:
+        return default_jobs()
+    if not 1 <= jobs <= max_jobs():
+        raise UsageError(
+            f"--jobs {jobs}: give 1 to {max_jobs()} (4 × the {default_jobs()} usable cores)"
+        )
+    return jobs
+
+
 @contextlib.contextmanager
 def _chunk_results(
     plans: Sequence[TensorPlan], chunks: Sequence[Chunk], jobs: int | None
 ) -> Iterator[Iterator[npt.NDArray[np.uint8]]]:
     """Quantized chunks in order: inline for one job, else from worker processes.
 
-    At most ``2 × jobs`` chunks are in flight, which bounds memory. On any error or Ctrl-C the
-    queued chunks are cancelled and the running ones (at most ``jobs``, each well under a second)
-    are drained before returning, so no worker is left blocked on a full result pipe.
+    At most ``2 × jobs`` chunks are in flight, which bounds memory. On success the pool shuts down
+    normally. On any error, Ctrl-C or termination signal the workers are killed at once rather
+    than drained, so a second Ctrl-C has nothing to wait for and nothing is left running.
     """
-    jobs = default_jobs() if jobs is None else max(1, jobs)
-    if jobs == 1 or len(chunks) < 2:
-        yield (convert_chunk(plans[i], start, stop) for i, start, stop in chunks)
+    jobs = min(check_jobs(jobs), len(chunks))
+    if jobs <= 1:
+        yield (convert_chunk(plans[chunk[0]], *chunk[1:]) for chunk in chunks)
         return
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     executor = ProcessPoolExecutor(
         jobs,
         mp_context=multiprocessing.get_context(method),
         initializer=_init_worker,
-        initargs=(plans,),
+        initargs=(plans, os.getpid()),
     )
     try:
         yield _bounded(executor, chunks, 2 * jobs)
-    finally:
+    except BaseException:
+        for process in list((executor._processes or {}).values()):
+            with contextlib.suppress(OSError, ValueError):
+                process.kill()
         executor.shutdown(wait=True, cancel_futures=True)
+        raise
+    executor.shutdown(wait=True)
 
 
 def _bounded(

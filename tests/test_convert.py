@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import gguf
@@ -10,11 +11,11 @@ import numpy as np
 import pytest
 from synthetic import write_safetensors
 
-from qconv.errors import OutputError, QuantizationError, SourceError, UsageError
+from qconv.errors import FormatError, OutputError, QuantizationError, SourceError, UsageError
 from qconv.gguf.constants import GGMLType, GGUFValueType
 from qconv.gguf.metadata import KV
 from qconv.pipeline import convert, plan_conversion
-from qconv.source import open_source
+from qconv.source import open_source, read_safetensors_header
 
 
 def read_tensors(path: Path) -> dict[str, gguf.ReaderTensor]:
@@ -270,7 +271,43 @@ def test_a_big_tensor_is_read_in_8_mib_row_chunks(tmp_path: Path) -> None:
 
     plans = plan_conversion(str(model), target="q8_0", arch="generic").plans
     chunks = _chunks(plans)
-    assert len(chunks) == 8 and all(stop - start == 512 for _, start, stop in chunks)
+    assert len(chunks) == 8 and all(stop - start == 512 for _, start, stop, _, _ in chunks)
+    assert all((first, end) == (0, 4096) for *_, first, end in chunks)
+
+
+@pytest.mark.parametrize(("target", "block"), [("q8_0", 32), ("f16", 1)])
+def test_a_row_longer_than_a_chunk_streams_in_pieces_of_whole_blocks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str, block: int
+) -> None:
+    """A 1 × 50,000,000 tensor must not be read whole: its row is cut between blocks."""
+    from qconv import pipeline as convert_module
+    from qconv.plan.plan import TensorPlan
+
+    class _LongRow:  # only its shape matters for the chunk plan
+        name, dtype, shape = "long.weight", "F32", (1, 50_000_000)
+
+    plan = TensorPlan("long.weight", _LongRow(), GGMLType[target.upper()], "")  # type: ignore[arg-type]
+    chunks = convert_module._chunks([plan])
+    budget = convert_module.CHUNK_BYTES // 4
+    assert all((index, start, stop) == (0, 0, 1) for index, start, stop, _, _ in chunks)
+    assert [(a, b) for *_, a, b in chunks] == [
+        (col, min(col + budget // block * block, 50_000_000))
+        for col in range(0, 50_000_000, budget // block * block)
+    ]
+    assert all(a % block == 0 and b - a <= budget for *_, a, b in chunks)
+
+    # Pieces quantize to the same bytes as the whole row, inline and in workers.
+    monkeypatch.setattr(convert_module, "CHUNK_BYTES", 4 * 96)
+    values = np.random.default_rng(0).standard_normal((3, 1000)).astype(np.float32)
+    model = tmp_path / "long.safetensors"
+    write_safetensors(model, {"long.weight": ("F32", values[:, :992])})
+    for jobs in (1, 2):
+        convert(str(model), tmp_path / f"p{jobs}.gguf", target=target, jobs=jobs, arch="generic")
+    monkeypatch.setattr(convert_module, "CHUNK_BYTES", 8 * 1024 * 1024)
+    convert(str(model), tmp_path / "whole.gguf", target=target, jobs=1, arch="generic")
+    whole = (tmp_path / "whole.gguf").read_bytes()
+    assert (tmp_path / "p1.gguf").read_bytes() == whole
+    assert (tmp_path / "p2.gguf").read_bytes() == whole
 
 
 def test_qconv_reader_reads_back_exactly_what_the_writer_planned(
@@ -287,7 +324,12 @@ def test_qconv_reader_reads_back_exactly_what_the_writer_planned(
             return KV(kv.key, kv.vtype, float(np.float32(kv.value)))
         return kv
 
-    assert parsed.kvs == [stored(kv) for kv in report.conversion.kvs]
+    def as_lists(kv: KV) -> KV:  # the reader's arrays are NumPy views of the file
+        if isinstance(kv.value, np.ndarray):
+            return KV(kv.key, kv.vtype, kv.value.tolist(), kv.item_type)
+        return kv
+
+    assert [as_lists(kv) for kv in parsed.kvs] == [stored(kv) for kv in report.conversion.kvs]
     assert [(t.name, t.shape, t.qtype, t.nbytes) for t in parsed.tensors] == [
         (p.name, p.shape, p.qtype, p.nbytes) for p in report.conversion.plans
     ]
@@ -301,8 +343,29 @@ def test_qconv_reader_reads_back_exactly_what_the_writer_planned(
 def test_overlong_tensor_name_fails_at_planning_with_no_output(tmp_path: Path) -> None:
     model = tmp_path / "long.safetensors"
     write_safetensors(model, {"x" * 70 + ".weight": ("F32", np.ones((2, 32), dtype=np.float32))})
-    with pytest.raises(UsageError, match="77 bytes; GGUF allows at most 63"):
+    with pytest.raises(FormatError, match="long.safetensors: .* 77 bytes; GGUF allows at most 63"):
         plan_conversion(str(model), target="q8_0", arch="generic")
+
+
+def test_checkpoint_faults_name_the_file_instead_of_being_usage_errors(
+    tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    five_d = tmp_path / "five.safetensors"
+    write_safetensors(five_d, {"w.weight": ("F32", np.ones((1, 1, 1, 2, 32), dtype=np.float32))})
+    with pytest.raises(FormatError, match="five.safetensors: tensor 'w.weight' has 5 dimensions"):
+        plan_conversion(str(five_d), arch="generic")
+    # layer numbers are read as integers, so layers "1" and "01" are both blk.1
+    model = tiny_checkpoint
+    header = read_safetensors_header(model / "model.safetensors")
+    tensors = {r.name: (r.dtype, r.read_rows(0, r.n_rows).reshape(r.shape)) for r in header}
+    tensors["model.layers.01.input_layernorm.weight"] = tensors[
+        "model.layers.1.input_layernorm.weight"
+    ]
+    write_safetensors(model / "model.safetensors", tensors)
+    with pytest.raises(
+        FormatError, match="model.safetensors: tensors .* both map to 'blk.1.attn_norm.weight'"
+    ):
+        plan_conversion(str(model))
 
 
 def test_many_fallbacks_are_summarized_in_one_warning(tmp_path: Path) -> None:
@@ -327,3 +390,45 @@ def test_progress_reports_every_data_byte_once(tiny_checkpoint: Path, tmp_path: 
     )
     assert sum(seen) == report.conversion.data_bytes
     assert len(seen) == len(report.conversion.plans)  # one chunk per tensor at this size
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "config.json", "tokenizer.json"])
+def test_the_output_may_not_be_one_of_the_inputs_even_with_force(
+    tiny_checkpoint: Path, tmp_path: Path, name: str
+) -> None:
+    victim = tiny_checkpoint / name
+    before = victim.read_bytes()
+    link = tmp_path / "alias.gguf"
+    os.link(victim, link)  # the same inode under another name counts too
+    for output in (victim, link):
+        with pytest.raises(OutputError, match=f"is an input of this conversion .*{name}"):
+            convert(str(tiny_checkpoint), output, target="q8_0", force=True, jobs=1)
+    assert victim.read_bytes() == before
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_an_input_truncated_during_conversion_is_a_format_error_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: int
+) -> None:
+    monkeypatch.setattr("qconv.pipeline.CHUNK_BYTES", 4 * 1024)
+    model = tmp_path / "m.safetensors"
+    write_safetensors(model, {"w.weight": ("F32", np.ones((64, 256), dtype=np.float32))})
+    out = tmp_path / "out" / "m.gguf"
+    out.parent.mkdir()
+
+    def truncate(nbytes: int) -> None:
+        with model.open("r+b") as f:
+            f.truncate(model.stat().st_size // 2)
+
+    with pytest.raises(FormatError, match="m.safetensors: the file shrank to"):
+        convert(str(model), out, target="q8_0", jobs=jobs, arch="generic", on_progress=truncate)
+    assert list(out.parent.iterdir()) == []
+
+
+def test_too_many_jobs_is_a_usage_error() -> None:
+    from qconv.options import ConvertOptions
+    from qconv.pipeline import max_jobs, write_conversion
+
+    for jobs in (0, max_jobs() + 1, 2**62):
+        with pytest.raises(UsageError, match="--jobs .*: give 1 to"):
+            write_conversion(None, io.BytesIO(), ConvertOptions(jobs=jobs))  # type: ignore[arg-type]
