@@ -13,6 +13,7 @@ __all__ = [
     "QuantizationError",
     "SourceError",
     "UsageError",
+    "printable",
 ]
 
 
@@ -38,3 +39,12 @@ class QuantizationError(QconvError):
 
 class OutputError(QconvError):
     """The output cannot be written: exists without --force, disk full, short write."""
+
+
+def printable(text: str) -> str:
+    """Escape control characters so a hostile key or name cannot drive the terminal.
+
+    Used for everything qconv prints that can hold names from a file: ``qconv info``'s tables,
+    ``--dry-run``'s plan, warnings and error messages.
+    """
+    return text if text.isprintable() else repr(text)[1:-1]

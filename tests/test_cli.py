@@ -239,3 +239,50 @@ def test_a_type_llama_quantize_makes_only_with_an_imatrix_is_refused_naming_it(
     code, _, err = run("convert", str(tiny_checkpoint), "-t", "iq2_xxs", "--dry-run")
     assert code == 2
     assert "importance matrix (--imatrix)" in err and "iq4_xs" in err
+
+
+def test_names_from_a_hostile_checkpoint_are_escaped_in_plans_and_warnings(tmp_path: Path) -> None:
+    import numpy as np
+
+    model = tmp_path / "evil.safetensors"
+    name = "evil\x1b]0;pwned\x07\x1b[2J.weight"
+    write_safetensors(model, {name: ("F32", np.ones((2, 100), dtype=np.float32))})
+    code, stdout, stderr = run("convert", str(model), "--arch", "generic", "--dry-run")
+    assert code == 0
+    assert "\x1b" not in stdout + stderr and "\x07" not in stdout + stderr
+    assert "evil\\x1b]0;pwned\\x07\\x1b[2J.weight" in stdout
+    assert "warning: evil\\x1b]0;pwned\\x07\\x1b[2J.weight: " in stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-m", "k:f32=1e300"], "too large for f32"),
+        (["-m", "k=\udcff"], "not valid UTF-8"),
+        (["-j", str(2**62)], "--jobs 4611686018427387904: give 1 to"),
+    ],
+)
+def test_hostile_option_values_are_one_line_usage_errors(
+    mixed_checkpoint: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
+    out = str(tmp_path / "o.gguf")
+    code, stdout, stderr = run(
+        "convert", str(mixed_checkpoint), "--arch", "generic", "-q", "-o", out, *args
+    )
+    assert code == 2 and stdout == "", stderr
+    assert len(stderr.splitlines()) == 1 and message in stderr
+    assert not (tmp_path / "o.gguf").exists()
+
+
+def test_help_says_how_many_jobs_are_allowed() -> None:
+    _, stdout, _ = run("convert", "--help")
+    assert "at most 4 × cores" in " ".join(stdout.split())
+
+
+def test_a_checkpoint_fault_exits_4_naming_the_file(tmp_path: Path) -> None:
+    import numpy as np
+
+    model = tmp_path / "five.safetensors"
+    write_safetensors(model, {"w.weight": ("F32", np.ones((1, 1, 1, 2, 32), dtype=np.float32))})
+    code, _, stderr = run("convert", str(model), "--arch", "generic", "--dry-run")
+    assert code == 4 and stderr.startswith(f"error: {model}: tensor 'w.weight' has 5 dimensions")

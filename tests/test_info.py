@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -185,3 +186,35 @@ def test_totals_agree_with_gguf_py_on_a_gguf_py_file(tmp_path):
     assert info.parameters == sum(int(t.n_elements) for t in oracle.tensors) == 79
     assert info.tensor_bytes == sum(int(t.n_bytes) for t in oracle.tensors) == 128
     assert info.mix == "Q8_0: 1, F32: 1"  # 68 bytes before 60
+
+
+def test_info_on_a_huge_metadata_array_stays_within_a_memory_limit(tmp_path: Path) -> None:
+    """A 48 MB u8 array must stay a view of the mapped file, not 48 million Python ints."""
+    import struct
+    import subprocess
+    import sys
+
+    count = 48 * 1024 * 1024
+    path = tmp_path / "array.gguf"
+    key = b"big.array"
+    with path.open("wb") as f:
+        f.write(b"GGUF" + struct.pack("<IQQ", 3, 0, 1))
+        f.write(struct.pack("<Q", len(key)) + key + struct.pack("<IIQ", 9, 0, count))
+        f.truncate(f.tell() + count)  # zeros, without writing them
+    # The limit is what the interpreter already maps, plus the file mapped once, plus 32 MiB:
+    # the old list conversion needs about 10 × the array and dies with MemoryError.
+    script = f"""
+import resource, sys
+import numpy, typer, qconv.cli, qconv.gguf.info, qconv.gguf.reader
+vm = int(next(l for l in open("/proc/self/status") if l.startswith("VmSize")).split()[1]) * 1024
+limit = vm + {count} + 32 * 1024 * 1024
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+sys.argv = ["qconv", "info", {str(path)!r}]
+qconv.cli.app()
+"""
+    env = {"OPENBLAS_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent.parent)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"[uint8 × {count}] 0, 0, 0" in done.stdout

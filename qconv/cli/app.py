@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +28,7 @@ from qconv.errors import (
     QuantizationError,
     SourceError,
     UsageError,
+    printable,
 )
 
 # Exit codes, looked up along the exception's MRO so subclasses inherit their parent's code.
@@ -61,17 +64,61 @@ def _fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the program is so that cleanup runs as for Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 @contextlib.contextmanager
 def reported_errors() -> Iterator[None]:
-    """Turn library errors into one stderr line and an exit code; QCONV_DEBUG=1 adds a traceback."""
+    """Turn library errors into one stderr line and an exit code; QCONV_DEBUG=1 adds a traceback.
+
+    Messages are escaped: they can quote tensor names and keys from a hostile checkpoint.
+    """
     try:
         yield
     except QconvError as e:
         if os.environ.get("QCONV_DEBUG"):
             traceback.print_exc()
-        _fail(str(e), exit_code_for(e))
-    except KeyboardInterrupt:
-        _fail("interrupted; no output file was written", EXIT_INTERRUPTED)
+        _fail(printable(str(e)), exit_code_for(e))
+    except KeyboardInterrupt as e:
+        signum = e.signum if isinstance(e, Terminated) else signal.SIGINT
+        name = "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
+        _fail(f"interrupted{name}; no output file was written", 128 + signum)
+
+
+@contextlib.contextmanager
+def handled_signals() -> Iterator[None]:
+    """Ctrl-C, SIGTERM and SIGHUP interrupt the main thread once; repeats are ignored.
+
+    The first signal raises where the program is, so the workers are stopped and the temporary
+    file removed; a second Ctrl-C during that cleanup must neither hang it nor print a traceback.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        if received:
+            return
+        received.append(signum)
+        raise KeyboardInterrupt if signum == signal.SIGINT else Terminated(signum)
+
+    wanted = [signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)]
+    previous = {signum: signal.signal(signum, on_signal) for signum in wanted if signum is not None}
+    try:
+        yield
+    finally:
+        if received:  # stay deaf to more signals while the error is printed and the process exits
+            for signum in previous:
+                signal.signal(signum, signal.SIG_IGN)
+        else:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
 
 def _version(value: bool) -> None:
@@ -188,7 +235,9 @@ def convert(
     ] = False,
     jobs: Annotated[
         int | None,
-        typer.Option("--jobs", "-j", min=1, help="Worker processes (default: all cores)."),
+        typer.Option(
+            "--jobs", "-j", min=1, help="Worker processes (default: all cores; at most 4 × cores)."
+        ),
     ] = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")
@@ -198,7 +247,7 @@ def convert(
     from qconv.options import ConvertOptions
     from qconv.pipeline import default_output_name, plan_conversion, write_conversion
 
-    with reported_errors():
+    with reported_errors(), handled_signals():
         options = ConvertOptions(
             target=target,
             pure=pure,
@@ -216,7 +265,7 @@ def convert(
         conversion = plan_conversion(model, options)
         if not quiet:
             for warning in conversion.warnings:
-                typer.echo(f"warning: {warning}", err=True)
+                typer.echo(f"warning: {printable(warning)}", err=True)
         if dry_run:
             typer.echo(render_plan(conversion))
             return
@@ -267,7 +316,8 @@ def render_plan(conversion: object) -> str:
         # A stacked expert tensor reads one source tensor per expert: show how many.
         n_sources = getattr(plan.data, "n_sources", 1)
         source = f"{plan.data.dtype} ×{n_sources}" if n_sources > 1 else plan.data.dtype
-        rows.append((plan.name, shape, source, plan.qtype.name, f"{plan.nbytes:,}", plan.reason))
+        name = printable(plan.name)  # names come from the checkpoint's header
+        rows.append((name, shape, source, plan.qtype.name, f"{plan.nbytes:,}", plan.reason))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     lines = [
         "  ".join(cell.ljust(width) for cell, width in zip(row[:5], widths, strict=True))

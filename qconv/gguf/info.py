@@ -36,12 +36,14 @@ document stays valid JSON. ``general.file_type`` also carries its llama_ftype ``
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
+from qconv.errors import printable
 from qconv.gguf.constants import GGMLType, GGUFValueType, Keys, LlamaFileType
 from qconv.gguf.metadata import KV
 from qconv.gguf.reader import GGUFFile, TensorInfo
@@ -144,9 +146,15 @@ def _json_scalar(value: Any, vtype: GGUFValueType) -> Any:
     return value
 
 
+def _python_items(values: Sequence[Any] | npt.NDArray[Any]) -> Iterator[Any]:
+    """Items as Python values, one at a time: arrays from the reader are views of the file."""
+    for value in values:
+        yield value.item() if isinstance(value, np.generic) else value
+
+
 def _json_kv(kv: KV) -> dict[str, Any]:
     if kv.vtype == GGUFValueType.ARRAY and kv.item_type is not None:
-        head = [_json_scalar(v, kv.item_type) for v in kv.value[:JSON_ARRAY_HEAD]]
+        head = [_json_scalar(v, kv.item_type) for v in _python_items(kv.value[:JSON_ARRAY_HEAD])]
         return {
             "type": "array",
             "item_type": kv.item_type.name.lower(),
@@ -188,11 +196,6 @@ def to_json(info: Info) -> dict[str, Any]:
     }
 
 
-def _printable(text: str) -> str:
-    """Escape control characters so a hostile key or name cannot drive the terminal."""
-    return text if text.isprintable() else repr(text)[1:-1]
-
-
 def _text_item(value: Any, vtype: GGUFValueType) -> str:
     if vtype == GGUFValueType.STRING:
         return repr(value)
@@ -210,7 +213,7 @@ def _text_value(kv: KV) -> str:
         prefix = f"[{kv.item_type.name.lower()} × {len(kv.value)}]"
         shown: list[str] = []
         budget = TEXT_VALUE_WIDTH - len(prefix)
-        for item in kv.value:
+        for item in _python_items(kv.value):
             text = _clip(_text_item(item, kv.item_type), budget)
             if shown and sum(len(s) + 2 for s in shown) + len(text) > budget:
                 break
@@ -252,7 +255,7 @@ def _tensor_lines(info: Info) -> list[str]:
         return lines
     rows = [("name", "shape", "type", "bytes", "offset")]
     rows += [
-        (_printable(t.name), _shape(t.shape), t.qtype.name, f"{t.nbytes:,}", f"{t.offset:,}")
+        (printable(t.name), _shape(t.shape), t.qtype.name, f"{t.nbytes:,}", f"{t.offset:,}")
         for t in info.tensors
     ]
     lines += _table(rows, right=frozenset({3, 4}))
@@ -273,7 +276,7 @@ def render_text(info: Info) -> str:
         f"metadata ({len(info.kvs)} keys)",
     ]
     if info.kvs:
-        lines += _table([(_printable(kv.key), _text_value(kv)) for kv in info.kvs])
+        lines += _table([(printable(kv.key), _text_value(kv)) for kv in info.kvs])
     lines += ["", *_tensor_lines(info)]
     bpw = "n/a" if info.bits_per_weight is None else f"{info.bits_per_weight:.2f}"
     lines += [

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import stat
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -150,7 +151,7 @@ def _read_string_array(cur: _Cursor, count: int, what: str) -> list[str]:
     return items
 
 
-def _read_array(cur: _Cursor, what: str) -> tuple[GGUFValueType, list[Any]]:
+def _read_array(cur: _Cursor, what: str) -> tuple[GGUFValueType, list[str] | npt.NDArray[Any]]:
     item_type = _value_type(cur, f"element type of {what}")
     start = cur.pos
     count = cur.unpack(_U64, f"element count of {what}")
@@ -169,10 +170,12 @@ def _read_array(cur: _Cursor, what: str) -> tuple[GGUFValueType, list[Any]]:
             f"{what} at byte {start} claims {count} {item_type.name} items but only "
             f"{cur.remaining()} bytes remain; the file is truncated or corrupt"
         )
-    items = np.frombuffer(cur.take(count * dtype.itemsize, what), dtype=dtype)
+    items = np.frombuffer(cur.buf, dtype=dtype, count=count, offset=cur.pos)
+    cur.pos += count * dtype.itemsize
     if item_type == GGUFValueType.BOOL:
-        return item_type, (items != 0).tolist()  # like ggml, any non-zero byte is true
-    return item_type, items.tolist()
+        items = items != 0  # like ggml, any non-zero byte is true (a copy: one byte per item)
+        items.flags.writeable = False
+    return item_type, items
 
 
 # Table of value readers keyed by type id (tinygrad's `readers` dict): no if/elif ladder.
@@ -335,7 +338,8 @@ def read_gguf(path: str | os.PathLike[str]) -> GGUFFile:
     """Parse the header of the GGUF file at ``path`` (metadata, tensor infos, data offset).
 
     The data section is never read, so this takes milliseconds even for multi-GB files; arrays in
-    the metadata come back as Python lists. Use :func:`tensor_data` to map a tensor's bytes.
+    the metadata come back as read-only NumPy arrays viewing the mapped file (string arrays as
+    lists). Use :func:`tensor_data` to map a tensor's bytes.
 
     Raises:
         SourceError: the file is missing or cannot be read.
@@ -349,12 +353,20 @@ def read_gguf(path: str | os.PathLike[str]) -> GGUFFile:
     """
     path = Path(path)
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size == 0:
+        # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with open(fd, "rb") as f:
+            info = os.fstat(f.fileno())
+            if stat.S_ISDIR(info.st_mode):
+                raise SourceError(f"{path}: is a directory, not a GGUF file")
+            if not stat.S_ISREG(info.st_mode):
+                raise SourceError(f"{path}: not a regular file")
+            if info.st_size == 0:
                 return _parse(b"", path)
-            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-                return _parse(mapped, path)
+            # Not closed here: metadata arrays are views into the map, which lives as long as
+            # they do (a 100 MB array costs no memory until its head is printed).
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            return _parse(mapped, path)
     except OSError as e:
         raise _source_error(path, e) from e
 
