@@ -45,6 +45,11 @@ def test_overrides_get_the_type_they_ask_for_or_a_visible_default(
         ("a:u8=256", "not a UINT8"),
         ("a:bool=maybe", "not a valid BOOL"),
         ("a:f32=nan", "not a valid FLOAT32"),
+        ("k:f32=1e300", "too large for f32 \\(use :f64\\)"),
+        ("k=1e300", "too large for f32"),
+        ("k:f64=1e309", "not a valid FLOAT64"),
+        ("k=caf\udcff", "not valid UTF-8"),  # how Python hands over a non-UTF-8 byte in argv
+        ("k\udcff=1", "not valid UTF-8"),
     ],
 )
 def test_bad_overrides_are_usage_errors(spec: str, message: str) -> None:
@@ -68,7 +73,17 @@ def test_metadata_file_accepts_plain_and_typed_values(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("[1]", "expected a JSON object"), ("{", "cannot read JSON"), ('{"a": []}', "empty array")],
+    [
+        ("[1]", "expected a JSON object"),
+        ("{", "cannot read JSON"),
+        ('{"a": []}', "empty array"),
+        ('{"k": {"type": "f32", "value": 1e300}}', "too large for f32"),
+        ('{"k": 1e300}', "too large for f32"),
+        ('{"k": {"type": "f64", "value": 1%s}}' % ("0" * 400), "too large for f64"),
+        ('{"k": [1e300]}', "too large for f32"),
+        ('{"k": "\\udcff"}', "not valid UTF-8"),
+        ('{"k": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
+    ],
 )
 def test_bad_metadata_files_are_usage_errors(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "m.json"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ __all__ = [
 ]
 
 Scalar = int | float | bool | str
+FLOAT32_MAX = 3.4028234663852886e38  # np.finfo(np.float32).max, without importing NumPy here
 
 # Names accepted after ':' in --metadata key:type=value and in --metadata-file {"type": ...}.
 TYPE_NAMES: dict[str, GGUFValueType] = {
@@ -92,14 +94,32 @@ def _check_scalar(key: str, vtype: GGUFValueType, value: Any) -> None:
     elif vtype in (GGUFValueType.FLOAT32, GGUFValueType.FLOAT64):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UsageError(f"metadata {key}: {value!r} is not a number")
+        # struct would raise OverflowError packing these; NaN and infinities pass as they are.
+        limit = FLOAT32_MAX if vtype == GGUFValueType.FLOAT32 else sys.float_info.max
+        try:
+            too_large = math.isfinite(float(value)) and abs(float(value)) > limit
+        except OverflowError:  # an integer beyond any float
+            too_large = True
+        if too_large:
+            kind = "f32 (use :f64)" if vtype == GGUFValueType.FLOAT32 else "f64"
+            raise UsageError(f"metadata {key}: {value!r} is too large for {kind}")
     elif vtype == GGUFValueType.BOOL:
         if not isinstance(value, bool):
             raise UsageError(f"metadata {key}: {value!r} is not true or false")
     elif vtype == GGUFValueType.STRING:
         if not isinstance(value, str):
             raise UsageError(f"metadata {key}: {value!r} is not a string")
+        _check_utf8(key, value)
     else:
         raise UsageError(f"metadata {key}: nested arrays are not allowed (llama.cpp rejects them)")
+
+
+def _check_utf8(key: str, text: str) -> None:
+    # A non-UTF-8 byte in argv arrives as a lone surrogate (PEP 383); GGUF strings are UTF-8.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(f"metadata {key!r}: {text!r} is not valid UTF-8") from None
 
 
 def validate_kv(kv: KV) -> None:
@@ -110,6 +130,7 @@ def validate_kv(kv: KV) -> None:
     """
     if not kv.key:
         raise UsageError("metadata keys must not be empty")
+    _check_utf8(kv.key, kv.key)
     if kv.vtype == GGUFValueType.ARRAY:
         if kv.item_type is None or not isinstance(kv.value, list):
             raise UsageError(f"metadata {kv.key}: an array needs a list and an element type")
@@ -236,6 +257,8 @@ def load_metadata_file(path: Path) -> list[KV]:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise UsageError(f"--metadata-file {path}: cannot read JSON ({e})") from e
+    except RecursionError:
+        raise UsageError(f"--metadata-file {path}: JSON nested too deeply") from None
     if not isinstance(document, dict):
         raise UsageError(f"--metadata-file {path}: expected a JSON object of key: value")
     kvs = []
