@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from arch_fixtures import CASES, golden_kvs, golden_path, recorded_tokens, write_case
 
-from qconv.errors import SourceError
+from qconv.errors import FormatError, SourceError
 from qconv.gguf.constants import GGUFValueType
 from qconv.tokenizer.vocab import TokenType, read_sentencepiece, tokenizer_metadata
 
@@ -110,3 +111,132 @@ def test_sentencepiece_piece_fields_are_decoded(tmp_path: Path) -> None:
         ("<s>", 0.0, TokenType.CONTROL),
         ("\u2581a", -1.5, TokenType.NORMAL),  # user-defined pieces count as normal, as in llama.cpp
     ]
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+def _edit_json(path: Path, edit: Any) -> None:
+    if isinstance(edit, str):
+        path.write_text(edit)
+        return
+    document = json.loads(path.read_text()) if path.exists() else {}
+    edit(document)
+    path.write_text(json.dumps(document))
+
+
+def _set(key: str, value: Any) -> Any:
+    return lambda d: d.__setitem__(key, value)
+
+
+@pytest.mark.parametrize(
+    ("file", "edit", "message"),
+    [
+        (
+            "config.json",
+            _set("architectures", 5),
+            "config.json: 'architectures' must be a list of class names",
+        ),
+        (
+            "config.json",
+            _set("architectures", [5]),
+            "config.json: 'architectures' must be a list of class names",
+        ),
+        (
+            "config.json",
+            _set("rope_theta", "abc"),
+            "config.json: 'rope_theta' must be a number, got 'abc'",
+        ),
+        (
+            "config.json",
+            _set("rope_theta", 1e300),
+            "config.json: 'rope_theta' is 1e\\+300; it must be a finite float32",
+        ),
+        (
+            "config.json",
+            _set("num_hidden_layers", -2),
+            "config.json: 'num_hidden_layers' is -2; it must be at least 0",
+        ),
+        (
+            "config.json",
+            _set("hidden_size", "64"),
+            "config.json: 'hidden_size' must be an integer, got '64'",
+        ),
+        (
+            "config.json",
+            _set("num_attention_heads", 2.5),
+            "config.json: 'num_attention_heads' must be an integer, got 2.5",
+        ),
+        (
+            "config.json",
+            _set("max_position_embeddings", 2**40),
+            "'max_position_embeddings' is 1099511627776; it must be at most 4294967295",
+        ),
+        (
+            "config.json",
+            _set("rope_scaling", {"rope_type": "yarn", "factor": 4.0}),
+            "config.json: yarn rope scaling needs an integer 'original_max_position_embeddings'",
+        ),
+        (
+            "config.json",
+            _set("rope_scaling", [1]),
+            "config.json: 'rope_scaling' must be an object, got \\[1\\]",
+        ),
+        ("config.json", DEEP, "config.json: the file is nested too deeply"),
+        (
+            "tokenizer.json",
+            _set("model", "BPE"),
+            "tokenizer.json: 'model' must be a JSON object, got 'BPE'",
+        ),
+        (
+            "tokenizer.json",
+            lambda d: d["added_tokens"][0].pop("id"),
+            "tokenizer.json: 'added_tokens\\[0\\].id' is missing",
+        ),
+        (
+            "tokenizer.json",
+            lambda d: d["model"].__setitem__("merges", [["a", 1]]),
+            "tokenizer.json: 'model.merges\\[0\\]' must be a pair of strings, got \\['a', 1\\]",
+        ),
+        (
+            "tokenizer.json",
+            lambda d: d["model"].__setitem__("merges", [5]),
+            "tokenizer.json: 'model.merges\\[0\\]' must be a string, got 5",
+        ),
+        (
+            "tokenizer.json",
+            lambda d: d["model"]["vocab"].__setitem__("x", "7"),
+            "tokenizer.json: 'model.vocab\\['x'\\]' must be an integer .*, got '7'",
+        ),
+        ("tokenizer.json", DEEP, "tokenizer.json: the file is nested too deeply"),
+        (
+            "tokenizer_config.json",
+            _set("chat_template", [1, 2]),
+            "tokenizer_config.json: 'chat_template\\[0\\]' must be a JSON object, got 1",
+        ),
+        ("tokenizer_config.json", DEEP, "tokenizer_config.json: the file is nested too deeply"),
+    ],
+)
+def test_wrong_types_in_model_files_are_one_format_error_naming_file_and_key(
+    tiny_checkpoint: Path, file: str, edit: Any, message: str
+) -> None:
+    from qconv.pipeline import plan_conversion
+
+    _edit_json(tiny_checkpoint / file, edit)
+    with pytest.raises(FormatError, match=message):
+        plan_conversion(str(tiny_checkpoint), target="q8_0")
+
+
+def test_a_sentencepiece_added_token_id_must_be_an_integer(tiny_checkpoint: Path) -> None:
+    from qconv.pipeline import plan_conversion
+
+    (tiny_checkpoint / "tokenizer.json").unlink()
+    spm = Path(__file__).parent / "golden" / "arch" / "llama2" / "tokenizer" / "tokenizer.model"
+    (tiny_checkpoint / "tokenizer.model").write_bytes(spm.read_bytes())
+    plan_conversion(str(tiny_checkpoint))  # valid as it is
+    _edit_json(
+        tiny_checkpoint / "tokenizer_config.json",
+        _set("added_tokens_decoder", {"x": {"content": "a"}}),
+    )
+    with pytest.raises(FormatError, match="added_tokens_decoder\\['x'\\]: the key must be a token"):
+        plan_conversion(str(tiny_checkpoint))

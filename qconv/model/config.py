@@ -23,6 +23,8 @@ __all__ = ["ModelConfig"]
 
 T = TypeVar("T")
 _MISSING: Any = object()
+U32_MAX = 2**32 - 1
+F32_MAX = 3.4028234663852886e38  # np.finfo(np.float32).max
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +114,8 @@ class ModelConfig:
                 raise self._wrong(key, value, "an integer")
         if value < minimum:
             raise FormatError(f"{self.label}: {key!r} is {value}; it must be at least {minimum}")
+        if value > U32_MAX:  # every hyperparameter read here is stored as a GGUF u32
+            raise FormatError(f"{self.label}: {key!r} is {value}; it must be at most {U32_MAX}")
         return value
 
     def number(self, key: str, default: float = _MISSING) -> float:
@@ -128,8 +132,12 @@ class ModelConfig:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self._wrong(key, value, "a number")
-        if not math.isfinite(value):
-            raise FormatError(f"{self.label}: {key!r} is {value}; it must be finite")
+        try:
+            finite = math.isfinite(value) and abs(float(value)) <= F32_MAX
+        except OverflowError:  # an integer beyond any float
+            finite = False
+        if not finite:  # every float read here is stored as a GGUF f32
+            raise FormatError(f"{self.label}: {key!r} is {value}; it must be a finite float32")
         return float(value)
 
     def optional_str(self, key: str) -> str | None:

@@ -15,14 +15,15 @@ qconv.tokenizer.pre from tokenizer.json's pre_tokenizer section.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from qconv.errors import FormatError, SourceError
+from qconv.fields import dict_field, int_field, list_field, objects, str_field
 from qconv.gguf.constants import GGUFValueType
 from qconv.gguf.metadata import KV, kv_array, kv_bool, kv_string, kv_uint32
+from qconv.source import read_json
 from qconv.tokenizer.pre import PRE_TOKENIZERS, detect_pre_tokenizer
 from qconv.tokenizer.sentencepiece import TokenType, read_sentencepiece
 from qconv.tokenizer.wordpiece import wordpiece_vocab
@@ -61,23 +62,21 @@ _SPACE_PREFIX_TYPES = ("llama", "mistral", "smollm3", "granite", "mistral3", "mi
 def _read_json(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SourceError(f"{path}: cannot read JSON ({e})") from e
+    document = read_json(path)
     if not isinstance(document, dict):
-        raise SourceError(f"{path}: expected a JSON object")
+        raise FormatError(f"{path}: expected a JSON object")
     return document
+
+
+TOKENIZER_JSON = "tokenizer.json"
+TOKENIZER_CONFIG = "tokenizer_config.json"
 
 
 def read_added_tokens(model_dir: Path) -> dict[str, int]:
     """tokenizer.json's added tokens, text -> id (transformers' ``get_added_vocab()``)."""
-    tok_json = _read_json(model_dir / "tokenizer.json") or {}
-    added = tok_json.get("added_tokens") or []
     return {
-        str(t["content"]): t["id"]
-        for t in added
-        if isinstance(t, dict) and isinstance(t.get("id"), int) and "content" in t
+        content: token_id
+        for token_id, content, _ in _added(_read_json(model_dir / "tokenizer.json"))
     }
 
 
@@ -143,7 +142,7 @@ def tokenizer_metadata(
     """
     tok_config = _read_json(model_dir / "tokenizer_config.json")
     tok_json = _read_json(model_dir / "tokenizer.json")
-    size = n_vocab if n_vocab is not None else config.get("vocab_size")
+    size = n_vocab if n_vocab is not None else int_field(config, "vocab_size", default=None)
     kvs: list[KV] = []
     prefix = (tok_config or {}).get("add_prefix_space")
     if config.get("model_type") in _SPACE_PREFIX_TYPES and isinstance(prefix, bool):
@@ -167,7 +166,7 @@ def tokenizer_metadata(
             f"{model_dir}: no tokenizer.json or tokenizer.model; convert with --no-vocab for a "
             f"weights-only file (llama.cpp cannot tokenize text with it)"
         )
-    model = tok_json.get("model") or {}
+    model = dict_field(tok_json, "model", TOKENIZER_JSON, default={})
     if model.get("type") == "WordPiece":
         return kvs + _wordpiece_metadata(model_dir, tok_json, tok_config, config, size, pre)
     if model.get("type") != "BPE" or not _is_byte_level(tok_json):
@@ -224,13 +223,14 @@ def tokenizer_vocab_size(model_dir: Path, config: dict[str, Any]) -> int:
             return size
         return len(read_sentencepiece(model_dir / "tokenizer.model"))
     tok_json = _read_json(model_dir / "tokenizer.json")
-    vocab = ((tok_json or {}).get("model") or {}).get("vocab")
-    if tok_json is None or not isinstance(vocab, dict):
+    model = dict_field(tok_json or {}, "model", TOKENIZER_JSON, {})
+    vocab = dict_field(model, "vocab", TOKENIZER_JSON, None, label="model.vocab")
+    if tok_json is None or vocab is None:
         raise SourceError(
             f"{model_dir}: no tokenizer.model, and no tokenizer.json with a vocab; this model's "
             "embedding is trimmed to the tokenizer's vocabulary, so its tokenizer files are needed"
         )
-    return len(vocab) + len(tok_json.get("added_tokens") or [])
+    return len(vocab) + len(objects(tok_json, "added_tokens", TOKENIZER_JSON, []))
 
 
 def _is_byte_level(tok_json: dict[str, Any]) -> bool:
@@ -246,9 +246,12 @@ def _is_byte_level(tok_json: dict[str, Any]) -> bool:
 
 
 def _bpe_vocab(tok_json: dict[str, Any], size: int | None) -> tuple[list[str], list[int]]:
-    vocab: dict[str, int] = dict(tok_json["model"].get("vocab") or {})
-    added = {t["content"]: t for t in tok_json.get("added_tokens") or []}
-    vocab.update({content: int(t["id"]) for content, t in added.items()})
+    vocab: dict[str, int] = dict(dict_field(tok_json["model"], "vocab", TOKENIZER_JSON, {}))
+    bad = next((t for t, i in vocab.items() if type(i) is not int or i < 0), None)
+    if bad is not None:
+        int_field(vocab, bad, TOKENIZER_JSON, label=f"model.vocab[{bad!r}]")  # raises
+    added = {content: (token_id, special) for token_id, content, special in _added(tok_json)}
+    vocab.update({content: token_id for content, (token_id, _) in added.items()})
     by_id = {i: token for token, i in vocab.items()}
     n = size if size is not None else max(by_id) + 1
     if by_id and max(by_id) >= n:
@@ -260,7 +263,7 @@ def _bpe_vocab(tok_json: dict[str, Any], size: int | None) -> tuple[list[str], l
             tokens.append(f"[PAD{i}]")
             types.append(TokenType.UNUSED)
         elif token in added:
-            special = bool(added[token].get("special")) or looks_special(token)
+            special = added[token][1] or looks_special(token)
             if not special:
                 token = token.replace("\u2581", " ")  # llama.cpp expects pre-normalized spaces
             tokens.append(token)
@@ -276,10 +279,30 @@ def _verbatim_added(
 ) -> list[tuple[int, str, bool]]:
     """(id, content, special) of tokenizer_config.json's added_tokens_decoder, then of
     tokenizer.json's added_tokens, in file order (later entries win)."""
-    decoder = (tok_config or {}).get("added_tokens_decoder") or {}
-    found = [(int(k), str(d["content"]), bool(d.get("special"))) for k, d in decoder.items()]
-    for entry in (tok_json or {}).get("added_tokens") or []:
-        found.append((int(entry["id"]), str(entry["content"]), bool(entry.get("special"))))
+    return _decoder(tok_config) + _added(tok_json)
+
+
+def _decoder(tok_config: dict[str, Any] | None) -> list[tuple[int, str, bool]]:
+    """tokenizer_config.json's added_tokens_decoder as (id, content, special), each checked."""
+    decoder = dict_field(tok_config or {}, "added_tokens_decoder", TOKENIZER_CONFIG, {})
+    found = []
+    for key, data in decoder.items():
+        where = f"added_tokens_decoder[{key!r}]"
+        if not key.isdigit():
+            raise FormatError(f"{TOKENIZER_CONFIG}: {where}: the key must be a token id")
+        entry = dict_field({where: data}, where, TOKENIZER_CONFIG)
+        content = str_field(entry, "content", TOKENIZER_CONFIG, label=f"{where}.content")
+        found.append((int(key), content, bool(entry.get("special"))))
+    return found
+
+
+def _added(tok_json: dict[str, Any] | None) -> list[tuple[int, str, bool]]:
+    """tokenizer.json's added_tokens as (id, content, special), each checked."""
+    found = []
+    for i, entry in enumerate(objects(tok_json or {}, "added_tokens", TOKENIZER_JSON, [])):
+        token_id = int_field(entry, "id", TOKENIZER_JSON, label=f"added_tokens[{i}].id")
+        content = str_field(entry, "content", TOKENIZER_JSON, label=f"added_tokens[{i}].content")
+        found.append((token_id, content, bool(entry.get("special"))))
     return found
 
 
@@ -311,12 +334,10 @@ def _sentencepiece_vocab(
             tokens[token_id], scores[token_id] = content, -1000.0
             types[token_id] = int(TokenType.CONTROL if special else TokenType.USER_DEFINED)
         return tokens, scores, types
-    decoder = (tok_config or {}).get("added_tokens_decoder") or {}
-    for key, data in decoder.items():
-        token_id, content = int(key), str(data["content"])
+    for token_id, content, flagged in _decoder(tok_config):
         if not 0 <= token_id < n:
             continue
-        special = bool(data.get("special")) or looks_special(content)
+        special = flagged or looks_special(content)
         types[token_id] = int(TokenType.CONTROL if special else TokenType.USER_DEFINED)
         tokens[token_id] = content if special else content.replace("\u2581", " ")
         scores[token_id] = -1000.0
@@ -324,12 +345,25 @@ def _sentencepiece_vocab(
 
 
 def _merges(tok_json: dict[str, Any] | None) -> list[str]:
-    merges = ((tok_json or {}).get("model") or {}).get("merges") or []
+    model = dict_field(tok_json or {}, "model", TOKENIZER_JSON, {})
+    merges = list_field(model, "merges", TOKENIZER_JSON, [], label="model.merges")
     if merges and isinstance(merges[0], list):
+        for i, pair in enumerate(merges):
+            if not (isinstance(pair, list) and len(pair) == 2 and all(map(_is_str, pair))):
+                raise FormatError(
+                    f"{TOKENIZER_JSON}: 'model.merges[{i}]' must be a pair of strings, "
+                    f"got {pair!r:.40}"
+                )
         # transformers >= 4.45 stores pairs so parts may hold spaces; llama.cpp wants "a b"
         # with each literal space shifted to U+0120+ (chr(ord(" ") + 256)), as its converter does.
         return [" ".join(part.replace(" ", "\u0120") for part in pair) for pair in merges]
-    return [str(m) for m in merges]
+    for i, merge in enumerate(merges):
+        str_field({"m": merge}, "m", TOKENIZER_JSON, label=f"model.merges[{i}]")
+    return list(merges)
+
+
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
 
 
 def _special_vocab(
@@ -461,5 +495,8 @@ def _chat_template(model_dir: Path, tok_config: dict[str, Any] | None) -> str | 
         else:
             template = (_read_json(model_dir / "chat_template.json") or {}).get("chat_template")
     if isinstance(template, list):  # named templates: llama.cpp's default one is "default"
-        template = next((t.get("template") for t in template if t.get("name") == "default"), None)
+        for i, entry in enumerate(objects(tok_config, "chat_template", TOKENIZER_CONFIG)):
+            for key in ("name", "template"):
+                str_field(entry, key, TOKENIZER_CONFIG, label=f"chat_template[{i}].{key}")
+        template = next((t["template"] for t in template if t["name"] == "default"), None)
     return template if isinstance(template, str) else None

@@ -1,0 +1,158 @@
+"""Typed reads of the tokenizer files beside a checkpoint (tokenizer.json, tokenizer_config.json).
+
+These files are written by many tools and sometimes by hand, so every value qconv uses is checked
+where it is read: a wrong type or a missing required key is one FormatError naming the file and
+the key (``tokenizer.json: 'added_tokens[3].id' must be an integer ..., got '7'``), never a
+TypeError or KeyError from deep inside the conversion. config.json has its own typed record,
+:class:`qconv.model.config.ModelConfig`, whose messages these follow.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from qconv.errors import FormatError
+
+__all__ = [
+    "MISSING",
+    "bool_field",
+    "dict_field",
+    "float_field",
+    "int_field",
+    "list_field",
+    "objects",
+    "str_field",
+]
+
+MISSING: Any = object()  # "no default": the key is required
+
+
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _field(
+    doc: Mapping[str, Any],
+    key: str,
+    file: str,
+    default: Any,
+    label: str | None,
+    accept: Callable[[Any], bool],
+    expected: str,
+) -> Any:
+    """``doc[key]`` if ``accept`` likes it; ``default`` when absent or null; else FormatError."""
+    value = doc.get(key)
+    if value is None:
+        if default is MISSING:
+            raise FormatError(f"{file}: '{label or key}' is missing; it is required")
+        return default
+    if not accept(value):
+        shown = repr(value)
+        shown = shown if len(shown) <= 40 else shown[:39] + "…"
+        raise FormatError(f"{file}: '{label or key}' must be {expected}, got {shown}")
+    return value
+
+
+def _is_int(value: Any, minimum: int) -> bool:
+    return type(value) is int and value >= minimum
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value) and abs(float(value)) <= FLOAT32_MAX
+    except OverflowError:  # an integer beyond any float
+        return False
+
+
+def int_field(
+    doc: Mapping[str, Any],
+    key: str,
+    file: str = "config.json",
+    default: Any = MISSING,
+    *,
+    minimum: int = 0,
+    maximum: int = 2**32 - 1,
+    label: str | None = None,
+) -> Any:
+    """An integer in ``minimum..maximum`` (never a bool, a float or a string of digits).
+
+    The default maximum is GGUF's u32, which every size and count is stored as.
+    """
+    return _field(
+        doc,
+        key,
+        file,
+        default,
+        label,
+        lambda v: _is_int(v, minimum) and v <= maximum,
+        f"an integer in {minimum}..{maximum}",
+    )
+
+
+def float_field(
+    doc: Mapping[str, Any],
+    key: str,
+    file: str = "config.json",
+    default: Any = MISSING,
+    *,
+    label: str | None = None,
+) -> Any:
+    """A finite number that fits a float32 (GGUF stores these as F32)."""
+    return _field(doc, key, file, default, label, _is_number, "a finite number")
+
+
+def str_field(
+    doc: Mapping[str, Any],
+    key: str,
+    file: str = "config.json",
+    default: Any = MISSING,
+    *,
+    label: str | None = None,
+) -> Any:
+    return _field(doc, key, file, default, label, lambda v: isinstance(v, str), "a string")
+
+
+def bool_field(
+    doc: Mapping[str, Any],
+    key: str,
+    file: str = "config.json",
+    default: Any = MISSING,
+    *,
+    label: str | None = None,
+) -> Any:
+    return _field(doc, key, file, default, label, lambda v: isinstance(v, bool), "true or false")
+
+
+def dict_field(
+    doc: Mapping[str, Any],
+    key: str,
+    file: str = "config.json",
+    default: Any = MISSING,
+    *,
+    label: str | None = None,
+) -> Any:
+    return _field(doc, key, file, default, label, lambda v: isinstance(v, dict), "a JSON object")
+
+
+def list_field(
+    doc: Mapping[str, Any],
+    key: str,
+    file: str = "config.json",
+    default: Any = MISSING,
+    *,
+    label: str | None = None,
+) -> Any:
+    return _field(doc, key, file, default, label, lambda v: isinstance(v, list), "a list")
+
+
+def objects(
+    doc: Mapping[str, Any], key: str, file: str, default: Any = MISSING
+) -> list[dict[str, Any]]:
+    """A list of JSON objects (``added_tokens``, named chat templates), each checked."""
+    items = list_field(doc, key, file, default)
+    for i, item in enumerate(items):
+        dict_field({key: item}, key, file, label=f"{key}[{i}]")
+    return list(items)
