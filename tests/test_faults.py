@@ -172,15 +172,26 @@ def test_signals_stop_the_run_cleanly_and_leave_nothing(
 
 
 def _limit_file_size() -> None:
-    resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, 256 * 1024))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
 
 
+@pytest.mark.parametrize("rows", [64, 2048], ids=["all-in-the-buffer", "many-chunks"])
 def test_a_file_size_limit_is_one_output_error_and_leaves_nothing(
-    slow_model: Path, tmp_path: Path
+    tmp_path: Path, rows: int
 ) -> None:
-    out = tmp_path / "m.gguf"
+    """EFBIG (as ENOSPC) must surface as the writer's error, not as close()'s second one.
+
+    With a small output every byte is still in the stream's buffer when the data ends, so the
+    failing write is the final flush, and close() used to fail again and replace the error.
+    """
+    model = tmp_path / "m.safetensors"
+    values = np.random.default_rng(0).standard_normal((rows, 1024)).astype(np.float32)
+    write_safetensors(model, {"w.weight": ("F32", values)})
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = out_dir / "m.gguf"
     done = subprocess.run(
-        _qconv(str(slow_model), "-t", "q8_0", "-j", "2", "-o", str(out)),
+        _qconv(str(model), "-t", "q8_0", "-j", "2", "-o", str(out)),
         env=_env(),
         capture_output=True,
         text=True,
@@ -189,7 +200,7 @@ def test_a_file_size_limit_is_one_output_error_and_leaves_nothing(
     )
     assert done.returncode == 6, done.stderr
     assert done.stderr.splitlines() == [f"error: {out}: write failed (File too large)"]
-    assert list(tmp_path.iterdir()) == []
+    assert list(out_dir.iterdir()) == []
 
 
 def test_a_full_disk_on_stdout_is_one_output_error(tmp_path: Path) -> None:
