@@ -427,7 +427,8 @@ def test_an_input_truncated_during_conversion_is_a_format_error_naming_it(
 
 def test_too_many_jobs_is_a_usage_error() -> None:
     from qconv.options import ConvertOptions
-    from qconv.pipeline import max_jobs, write_conversion
+    from qconv.pipeline import write_conversion
+    from qconv.workers import max_jobs
 
     for jobs in (0, max_jobs() + 1, 2**62):
         with pytest.raises(UsageError, match="--jobs .*: give 1 to"):

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from qconv.errors import FormatError, SourceError
-from qconv.fields import dict_field, int_field, list_field, objects, str_field
 from qconv.gguf.constants import GGUFValueType
 from qconv.gguf.metadata import KV, kv_array, kv_bool, kv_string, kv_uint32
 from qconv.source import read_json
+from qconv.tokenizer.fields import dict_field, int_field, list_field, objects, str_field
 from qconv.tokenizer.pre import PRE_TOKENIZERS, detect_pre_tokenizer
 from qconv.tokenizer.sentencepiece import TokenType, read_sentencepiece
 from qconv.tokenizer.wordpiece import wordpiece_vocab

@@ -1,0 +1,172 @@
+"""Worker processes: quantize chunks in parallel and hand them back in order.
+
+NumPy releases the GIL only inside each call, and the K-quant kernels make many short calls, so
+processes scale where threads do not. At most ``2 × jobs`` chunks are in flight, which bounds
+memory. The workers never outlive the parent: they ignore Ctrl-C (the parent handles it and
+kills them), and they die with the parent even when it is killed by SIGKILL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+
+import numpy as np
+import numpy.typing as npt
+
+from qconv import quant
+from qconv.errors import QuantizationError, UsageError
+from qconv.plan.plan import TensorPlan
+
+__all__ = ["Chunk", "check_jobs", "chunk_results", "convert_chunk", "default_jobs", "max_jobs"]
+
+# (plan index, first row, end row, first column, end column). A chunk is whole rows, or one
+# piece of a single row that is longer than CHUNK_BYTES; a piece is whole blocks, since blocks
+# never cross a row, so memory stays flat even for a 1 × 50,000,000 tensor.
+Chunk = tuple[int, int, int, int, int]
+
+
+def convert_chunk(
+    plan: TensorPlan, start: int, stop: int, col_start: int = 0, col_stop: int | None = None
+) -> npt.NDArray[np.uint8]:
+    """Rows ``start:stop`` (within one expert's matrix; columns ``col_start:col_stop``) of a
+    tensor, read, checked and quantized."""
+    if col_stop is None or (col_start == 0 and col_stop == plan.shape[-1]):
+        rows = plan.data.read_rows(start, stop)
+    else:
+        rows = plan.data.read_row_part(start, col_start, col_stop)
+    finite = np.isfinite(rows)
+    if not finite.all():
+        row, col = (int(i[0]) for i in np.nonzero(~finite))
+        raise QuantizationError(
+            f"tensor {plan.data.name!r}: element [{start + row}, {col_start + col}] is "
+            f"{rows[row, col]}; the checkpoint holds non-finite weights (corrupt or overflowed); "
+            "refusing to write them"
+        )
+    if plan.importance is None:
+        return quant.quantize(rows, plan.qtype)
+    return quant.quantize(rows, plan.qtype, plan.importance[start // plan.rows_per_matrix])
+
+
+_worker_plans: Sequence[TensorPlan] = ()
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _init_worker(plans: Sequence[TensorPlan], parent: int) -> None:
+    global _worker_plans
+    _worker_plans = plans
+    # Ctrl-C reaches the whole process group: the parent handles it and stops the workers. Fork
+    # copied the CLI's SIGTERM/SIGHUP handlers, which belong to the parent only.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for signum in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if signum is not None:
+            signal.signal(signum, signal.SIG_DFL)
+    _die_with_parent(parent)
+
+
+def _die_with_parent(parent: int) -> None:
+    """End this worker when the parent ends, even by SIGKILL; else it would wait forever.
+
+    Linux delivers PR_SET_PDEATHSIG when the parent dies; elsewhere a daemon thread polls the
+    parent pid. Either way the pid is checked once more, in case the parent died before this ran.
+    """
+    armed = False
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    if os.getppid() != parent:
+        os._exit(1)
+    if not armed:
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
+def _worker_chunk(chunk: Chunk) -> npt.NDArray[np.uint8]:
+    index, start, stop, col_start, col_stop = chunk
+    return convert_chunk(_worker_plans[index], start, stop, col_start, col_stop)
+
+
+def default_jobs() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def max_jobs() -> int:
+    """The most worker processes qconv starts: 4 × the usable cores (more only adds memory)."""
+    return 4 * default_jobs()
+
+
+def check_jobs(jobs: int | None) -> int:
+    """The number of workers for ``jobs`` (None: all cores).
+
+    Raises:
+        UsageError: ``jobs`` is below 1 or above :func:`max_jobs`.
+    """
+    if jobs is None:
+        return default_jobs()
+    if not 1 <= jobs <= max_jobs():
+        raise UsageError(
+            f"--jobs {jobs}: give 1 to {max_jobs()} (4 × the {default_jobs()} usable cores)"
+        )
+    return jobs
+
+
+@contextlib.contextmanager
+def chunk_results(
+    plans: Sequence[TensorPlan], chunks: Sequence[Chunk], jobs: int | None
+) -> Iterator[Iterator[npt.NDArray[np.uint8]]]:
+    """Quantized chunks in order: inline for one job, else from worker processes.
+
+    At most ``2 × jobs`` chunks are in flight, which bounds memory. On success the pool shuts down
+    normally. On any error, Ctrl-C or termination signal the workers are killed at once rather
+    than drained, so a second Ctrl-C has nothing to wait for and nothing is left running.
+    """
+    jobs = min(check_jobs(jobs), len(chunks))
+    if jobs <= 1:
+        yield (convert_chunk(plans[chunk[0]], *chunk[1:]) for chunk in chunks)
+        return
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    executor = ProcessPoolExecutor(
+        jobs,
+        mp_context=multiprocessing.get_context(method),
+        initializer=_init_worker,
+        initargs=(plans, os.getpid()),
+    )
+    try:
+        yield _bounded(executor, chunks, 2 * jobs)
+    except BaseException:
+        for process in list((executor._processes or {}).values()):
+            with contextlib.suppress(OSError, ValueError):
+                process.kill()
+        executor.shutdown(wait=True, cancel_futures=True)
+        raise
+    executor.shutdown(wait=True)
+
+
+def _bounded(
+    executor: ProcessPoolExecutor, chunks: Sequence[Chunk], window: int
+) -> Iterator[npt.NDArray[np.uint8]]:
+    pending: deque[Future[npt.NDArray[np.uint8]]] = deque()
+    for chunk in chunks:
+        pending.append(executor.submit(_worker_chunk, chunk))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
