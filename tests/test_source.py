@@ -40,6 +40,33 @@ def test_bf16_rows_widen_bit_exactly(tmp_path: Path, rng: np.random.Generator) -
     assert np.array_equal(ref.read_rows(2, 4), expected[2:4])
 
 
+def test_every_tensor_view_reads_part_of_a_row_as_its_whole_rows_would(tmp_path: Path) -> None:
+    """read_row_part is how a row longer than a chunk streams; it must agree with read_rows."""
+    from qconv.model.transforms import GeneratedTensor, RowSlice, ShiftedTensor, StackedTensor
+
+    values = np.random.default_rng(0).standard_normal((2, 6, 64)).astype(np.float32)
+    path = tmp_path / "m.safetensors"
+    write_safetensors(path, {"a": ("BF16", values[0]), "b": ("F32", values[1])})
+    a, b = read_safetensors_header(path)
+    views = [
+        a,
+        b,
+        PermutedTensor(b, np.array([5, 4, 3, 2, 1, 0]), "p"),
+        GeneratedTensor("g", values[1]),
+        StackedTensor("s", (a, b)),
+        RowSlice("r", StackedTensor("s", (a, b)), 2, 3),
+        ShiftedTensor("h", b),
+    ]
+    for view in views:
+        n_rows = int(np.prod(view.shape[:-1]))
+        whole = view.read_rows(0, n_rows)
+        for row in range(n_rows):
+            for first, end in ((0, 64), (0, 32), (32, 64), (8, 40)):
+                part = view.read_row_part(row, first, end)
+                assert part.shape == (1, end - first)
+                assert np.array_equal(part, whole[row : row + 1, first:end]), (view, row, first)
+
+
 def test_permuted_tensor_reads_rows_in_the_given_order(tmp_path: Path) -> None:
     values = np.arange(40, dtype=np.float32).reshape(8, 5)
     path = tmp_path / "m.safetensors"
@@ -298,3 +325,10 @@ def test_any_header_is_parsed_like_the_safetensors_library_or_refused_with_a_for
     except Exception:  # the library raises its own SafetensorError (and others) for bad files
         library = None
     assert (None if refs is None else sorted(r.name for r in refs)) == library
+
+
+def test_a_shard_index_nested_too_deeply_is_a_format_error(sharded_checkpoint: Path) -> None:
+    index = sharded_checkpoint / "model.safetensors.index.json"
+    index.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(FormatError, match="model.safetensors.index.json: .* nested too deeply"):
+        open_source(str(sharded_checkpoint))
