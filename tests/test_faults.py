@@ -87,8 +87,10 @@ def _wait_gone(pids: list[int], timeout: float = 10) -> list[int]:
     return left
 
 
-def test_killing_the_parent_ends_its_workers(slow_model: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
+def test_killing_the_parent_ends_its_workers(slow_model: Path, tmp_path: Path, signum: int) -> None:
     """SIGKILL cannot be handled: the workers must notice the parent's death by themselves.
+    SIGTERM to the parent alone is handled: it stops its workers and exits 143.
 
     stdout is a pipe nobody reads, so the parent blocks writing while the workers sit idle.
     """
@@ -102,8 +104,8 @@ def test_killing_the_parent_ends_its_workers(slow_model: Path, tmp_path: Path) -
     try:
         _wait_for(_workers_started(process))
         workers = _children(process.pid)
-        process.kill()
-        process.wait(timeout=10)
+        process.send_signal(signum)
+        assert process.wait(timeout=20) == (-signum if signum == signal.SIGKILL else 143)
         assert _wait_gone(workers) == []
     finally:
         process.kill()
