@@ -315,6 +315,7 @@ INPUT_NAMES = (
     "chat_template.json",
     "chat_template.jinja",
     "README.md",
+    "modules.json",
 )
 
 

@@ -139,7 +139,7 @@ def read_safetensors_header(path: Path) -> list[TensorRef]:
             raw = f.read(header_len)
     except OSError as e:
         raise SourceError(f"{path}: cannot read ({e.strerror or e})") from e
-    header = load_json(raw, path, "safetensors header", unique_keys=True)
+    header = load_json(raw, path, "safetensors header", strict=True)
     if not isinstance(header, dict):
         raise FormatError(f"{path}: safetensors header is not a JSON object")
     _check_metadata(path, header.get("__metadata__"))
@@ -170,11 +170,13 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def load_json(raw: bytes | str, path: Path, what: str, *, unique_keys: bool = False) -> Any:
+def load_json(raw: bytes | str, path: Path, what: str, *, strict: bool = False) -> Any:
     """Decode JSON from a checkpoint file, turning every way it can be malformed into FormatError.
 
-    Besides syntax errors this covers invalid UTF-8, NaN/Infinity (not JSON), nesting deep enough
-    to exhaust the parser's recursion (100,000 levels) and, with ``unique_keys``, repeated keys.
+    Besides syntax errors this covers invalid UTF-8 and nesting deep enough to exhaust the parser's
+    recursion (100,000 levels). ``strict`` also refuses what the safetensors
+    library's parser (serde_json) refuses: repeated keys and NaN/Infinity. Other files stay lenient
+    there, as Python's json module wrote them (transformers saves configs with allow_nan).
 
     Raises:
         FormatError: naming ``path`` and ``what``.
@@ -183,8 +185,8 @@ def load_json(raw: bytes | str, path: Path, what: str, *, unique_keys: bool = Fa
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
         return json.loads(
             text,
-            object_pairs_hook=_unique_object if unique_keys else None,
-            parse_constant=_no_constant,
+            object_pairs_hook=_unique_object if strict else None,
+            parse_constant=_no_constant if strict else None,
         )
     except RecursionError:
         raise FormatError(f"{path}: {what} is nested too deeply to be valid") from None
