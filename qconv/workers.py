@@ -19,12 +19,13 @@ import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 import numpy.typing as npt
 
 from qconv import quant
-from qconv.errors import QuantizationError, UsageError
+from qconv.errors import QconvError, QuantizationError, UsageError
 from qconv.plan.plan import TensorPlan
 
 __all__ = ["Chunk", "check_jobs", "chunk_results", "convert_chunk", "default_jobs", "max_jobs"]
@@ -64,8 +65,9 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 def _init_worker(plans: Sequence[TensorPlan], parent: int) -> None:
     global _worker_plans
     _worker_plans = plans
-    # Ctrl-C reaches the whole process group: the parent handles it and stops the workers. Fork
-    # copied the CLI's SIGTERM/SIGHUP handlers, which belong to the parent only.
+    # Ctrl-C reaches the whole process group: the parent handles it and drains the workers.
+    # SIGTERM and SIGHUP keep their default (fork copied the CLI's handlers): the pool itself
+    # stops a broken pool's workers with SIGTERM.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for signum in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
         if signum is not None:
@@ -134,9 +136,12 @@ def chunk_results(
 ) -> Iterator[Iterator[npt.NDArray[np.uint8]]]:
     """Quantized chunks in order: inline for one job, else from worker processes.
 
-    At most ``2 × jobs`` chunks are in flight, which bounds memory. On success the pool shuts down
-    normally. On any error, Ctrl-C or termination signal the workers are killed at once rather
-    than drained, so a second Ctrl-C has nothing to wait for and nothing is left running.
+    At most ``2 × jobs`` chunks are in flight, which bounds memory. On any error, Ctrl-C or
+    termination signal the queued chunks are cancelled and the running ones (at most ``jobs``,
+    each well under a second) are drained with Ctrl-C deferred, so a second Ctrl-C can neither
+    abandon the pool half shut down nor leave a worker behind. The workers are not killed: one
+    killed while it writes a result leaves the result pipe torn, and CPython's pool then waits
+    on it forever.
     """
     jobs = min(check_jobs(jobs), len(chunks))
     if jobs <= 1:
@@ -152,21 +157,38 @@ def chunk_results(
     try:
         yield _bounded(executor, chunks, 2 * jobs)
     except BaseException:
-        for process in list((executor._processes or {}).values()):
-            with contextlib.suppress(OSError, ValueError):
-                process.kill()
-        executor.shutdown(wait=True, cancel_futures=True)
+        with _ctrl_c_deferred():
+            executor.shutdown(wait=True, cancel_futures=True)
         raise
     executor.shutdown(wait=True)
+
+
+@contextlib.contextmanager
+def _ctrl_c_deferred() -> Iterator[None]:
+    """Ignore Ctrl-C for the duration (main thread only; elsewhere signals cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _bounded(
     executor: ProcessPoolExecutor, chunks: Sequence[Chunk], window: int
 ) -> Iterator[npt.NDArray[np.uint8]]:
     pending: deque[Future[npt.NDArray[np.uint8]]] = deque()
-    for chunk in chunks:
-        pending.append(executor.submit(_worker_chunk, chunk))
-        if len(pending) >= window:
+    try:
+        for chunk in chunks:
+            pending.append(executor.submit(_worker_chunk, chunk))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
             yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
+    except BrokenProcessPool as e:
+        raise QconvError(
+            "a worker process died (killed by a signal, or by the system for lack of memory; "
+            "try fewer --jobs); no output file was written"
+        ) from e

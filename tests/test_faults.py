@@ -233,3 +233,31 @@ def test_info_refuses_a_fifo_instead_of_blocking(tmp_path: Path) -> None:
     )
     assert done.returncode == 3, done.stderr
     assert done.stderr.splitlines() == [f"error: {fifo}: not a regular file"]
+
+
+def test_a_worker_killed_from_outside_is_one_error_and_leaves_nothing(
+    slow_model: Path, tmp_path: Path
+) -> None:
+    """The system's OOM killer takes a worker: one line (exit 1), no traceback, nothing left."""
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    process = subprocess.Popen(
+        _qconv(str(slow_model), "-t", "q4_k", "--pure", "-j", "2", "-o", str(out_dir / "m.gguf")),
+        env=_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for(_workers_started(process))
+        workers = _children(process.pid)
+        os.kill(workers[0], signal.SIGKILL)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 1, stderr
+    assert stderr.splitlines() == [
+        "error: a worker process died (killed by a signal, or by the system for lack of memory; "
+        "try fewer --jobs); no output file was written"
+    ]
+    assert list(out_dir.iterdir()) == []
+    assert _wait_gone(workers, timeout=5) == []

@@ -16,7 +16,7 @@ import threading
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -91,28 +91,51 @@ def reported_errors() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def handled_signals() -> Iterator[None]:
+def handled_signals() -> Iterator[Callable[[], None]]:
     """Ctrl-C, SIGTERM and SIGHUP interrupt the main thread once; repeats are ignored.
 
     The first signal raises where the program is, so the workers are stopped and the temporary
     file removed; a second Ctrl-C during that cleanup must neither hang it nor print a traceback.
+    A signal that lands where Python swallows exceptions (an at-fork hook, a finalizer) is raised
+    again by the ``check`` this yields (the CLI calls it after every chunk), and an error it
+    caused meanwhile (a worker killed by the same group-wide signal) is reported as the signal.
     """
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield lambda: None
         return
     received: list[int] = []
 
+    def interruption() -> KeyboardInterrupt:
+        return KeyboardInterrupt() if received[0] == signal.SIGINT else Terminated(received[0])
+
     def on_signal(signum: int, frame: object) -> None:
+        if not received:
+            received.append(signum)
+            raise interruption()
+
+    def check() -> None:
         if received:
-            return
-        received.append(signum)
-        raise KeyboardInterrupt if signum == signal.SIGINT else Terminated(signum)
+            raise interruption()
+
+    default_hook = sys.unraisablehook
+
+    def unraisable(args: Any) -> None:
+        if not (received and isinstance(args.exc_value, KeyboardInterrupt)):
+            default_hook(args)
 
     wanted = [signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)]
     previous = {signum: signal.signal(signum, on_signal) for signum in wanted if signum is not None}
+    sys.unraisablehook = unraisable
     try:
-        yield
+        yield check
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:
+        if received:
+            raise interruption() from e
+        raise
     finally:
+        sys.unraisablehook = default_hook
         if received:  # stay deaf to more signals while the error is printed and the process exits
             for signum in previous:
                 signal.signal(signum, signal.SIG_IGN)
@@ -247,7 +270,7 @@ def convert(
     from qconv.options import ConvertOptions
     from qconv.pipeline import default_output_name, plan_conversion, write_conversion
 
-    with reported_errors(), handled_signals():
+    with reported_errors(), handled_signals() as check_signals:
         options = ConvertOptions(
             target=target,
             pure=pure,
@@ -277,7 +300,12 @@ def convert(
             if to_stdout
             else Path(output or default_output_name(conversion.source, conversion.target))
         )
-        with _progress(conversion.data_bytes, quiet) as on_progress:
+        with _progress(conversion.data_bytes, quiet) as advance:
+
+            def on_progress(nbytes: int) -> None:
+                advance(nbytes)
+                check_signals()
+
             report = write_conversion(conversion, destination, options, on_progress=on_progress)
         if not quiet:
             size_mb = report.bytes_written / 1e6
