@@ -17,6 +17,10 @@ from qconv.errors import FormatError
 
 __all__ = [
     "MISSING",
+    "TOKENIZER_CONFIG",
+    "TOKENIZER_JSON",
+    "added_tokens",
+    "added_tokens_decoder",
     "bool_field",
     "dict_field",
     "float_field",
@@ -156,3 +160,31 @@ def objects(
     for i, item in enumerate(items):
         dict_field({key: item}, key, file, label=f"{key}[{i}]")
     return list(items)
+
+
+TOKENIZER_JSON = "tokenizer.json"
+TOKENIZER_CONFIG = "tokenizer_config.json"
+
+
+def added_tokens_decoder(tok_config: dict[str, Any] | None) -> list[tuple[int, str, bool]]:
+    """tokenizer_config.json's added_tokens_decoder as (id, content, special), each checked."""
+    decoder = dict_field(tok_config or {}, "added_tokens_decoder", TOKENIZER_CONFIG, {})
+    found = []
+    for key, data in decoder.items():
+        where = f"added_tokens_decoder[{key!r}]"
+        if not key.isdigit():
+            raise FormatError(f"{TOKENIZER_CONFIG}: {where}: the key must be a token id")
+        entry = dict_field({where: data}, where, TOKENIZER_CONFIG)
+        content = str_field(entry, "content", TOKENIZER_CONFIG, label=f"{where}.content")
+        found.append((int(key), content, bool(entry.get("special"))))
+    return found
+
+
+def added_tokens(tok_json: dict[str, Any] | None) -> list[tuple[int, str, bool]]:
+    """tokenizer.json's added_tokens as (id, content, special), each checked."""
+    found = []
+    for i, entry in enumerate(objects(tok_json or {}, "added_tokens", TOKENIZER_JSON, [])):
+        token_id = int_field(entry, "id", TOKENIZER_JSON, label=f"added_tokens[{i}].id")
+        content = str_field(entry, "content", TOKENIZER_JSON, label=f"added_tokens[{i}].content")
+        found.append((token_id, content, bool(entry.get("special"))))
+    return found

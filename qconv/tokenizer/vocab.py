@@ -23,7 +23,17 @@ from qconv.errors import FormatError, SourceError
 from qconv.gguf.constants import GGUFValueType
 from qconv.gguf.metadata import KV, kv_array, kv_bool, kv_string, kv_uint32
 from qconv.source import read_json
-from qconv.tokenizer.fields import dict_field, int_field, list_field, objects, str_field
+from qconv.tokenizer.fields import (
+    TOKENIZER_CONFIG,
+    TOKENIZER_JSON,
+    added_tokens,
+    added_tokens_decoder,
+    dict_field,
+    int_field,
+    list_field,
+    objects,
+    str_field,
+)
 from qconv.tokenizer.pre import PRE_TOKENIZERS, detect_pre_tokenizer
 from qconv.tokenizer.sentencepiece import TokenType, read_sentencepiece
 from qconv.tokenizer.wordpiece import wordpiece_vocab
@@ -68,15 +78,11 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return document
 
 
-TOKENIZER_JSON = "tokenizer.json"
-TOKENIZER_CONFIG = "tokenizer_config.json"
-
-
 def read_added_tokens(model_dir: Path) -> dict[str, int]:
     """tokenizer.json's added tokens, text -> id (transformers' ``get_added_vocab()``)."""
     return {
         content: token_id
-        for token_id, content, _ in _added(_read_json(model_dir / "tokenizer.json"))
+        for token_id, content, _ in added_tokens(_read_json(model_dir / "tokenizer.json"))
     }
 
 
@@ -148,7 +154,7 @@ def tokenizer_metadata(
     if config.get("model_type") in _SPACE_PREFIX_TYPES and isinstance(prefix, bool):
         kvs.append(kv_bool("tokenizer.ggml.add_space_prefix", prefix))
     if _uses_sentencepiece(model_dir, tok_config, rules):
-        added = _verbatim_added(tok_config, tok_json) if rules.added_verbatim else None
+        added = _verbatimadded_tokens(tok_config, tok_json) if rules.added_verbatim else None
         tokens, scores, types = _sentencepiece_vocab(model_dir, tok_config, size, added)
         kvs += [
             kv_string("tokenizer.ggml.model", "llama"),
@@ -250,7 +256,7 @@ def _bpe_vocab(tok_json: dict[str, Any], size: int | None) -> tuple[list[str], l
     bad = next((t for t, i in vocab.items() if type(i) is not int or i < 0), None)
     if bad is not None:
         int_field(vocab, bad, TOKENIZER_JSON, label=f"model.vocab[{bad!r}]")  # raises
-    added = {content: (token_id, special) for token_id, content, special in _added(tok_json)}
+    added = {content: (token_id, special) for token_id, content, special in added_tokens(tok_json)}
     vocab.update({content: token_id for content, (token_id, _) in added.items()})
     by_id = {i: token for token, i in vocab.items()}
     n = size if size is not None else max(by_id) + 1
@@ -274,36 +280,12 @@ def _bpe_vocab(tok_json: dict[str, Any], size: int | None) -> tuple[list[str], l
     return tokens, [int(t) for t in types]
 
 
-def _verbatim_added(
+def _verbatimadded_tokens(
     tok_config: dict[str, Any] | None, tok_json: dict[str, Any] | None
 ) -> list[tuple[int, str, bool]]:
     """(id, content, special) of tokenizer_config.json's added_tokens_decoder, then of
     tokenizer.json's added_tokens, in file order (later entries win)."""
-    return _decoder(tok_config) + _added(tok_json)
-
-
-def _decoder(tok_config: dict[str, Any] | None) -> list[tuple[int, str, bool]]:
-    """tokenizer_config.json's added_tokens_decoder as (id, content, special), each checked."""
-    decoder = dict_field(tok_config or {}, "added_tokens_decoder", TOKENIZER_CONFIG, {})
-    found = []
-    for key, data in decoder.items():
-        where = f"added_tokens_decoder[{key!r}]"
-        if not key.isdigit():
-            raise FormatError(f"{TOKENIZER_CONFIG}: {where}: the key must be a token id")
-        entry = dict_field({where: data}, where, TOKENIZER_CONFIG)
-        content = str_field(entry, "content", TOKENIZER_CONFIG, label=f"{where}.content")
-        found.append((int(key), content, bool(entry.get("special"))))
-    return found
-
-
-def _added(tok_json: dict[str, Any] | None) -> list[tuple[int, str, bool]]:
-    """tokenizer.json's added_tokens as (id, content, special), each checked."""
-    found = []
-    for i, entry in enumerate(objects(tok_json or {}, "added_tokens", TOKENIZER_JSON, [])):
-        token_id = int_field(entry, "id", TOKENIZER_JSON, label=f"added_tokens[{i}].id")
-        content = str_field(entry, "content", TOKENIZER_JSON, label=f"added_tokens[{i}].content")
-        found.append((token_id, content, bool(entry.get("special"))))
-    return found
+    return added_tokens_decoder(tok_config) + added_tokens(tok_json)
 
 
 def _sentencepiece_vocab(
@@ -334,7 +316,7 @@ def _sentencepiece_vocab(
             tokens[token_id], scores[token_id] = content, -1000.0
             types[token_id] = int(TokenType.CONTROL if special else TokenType.USER_DEFINED)
         return tokens, scores, types
-    for token_id, content, flagged in _decoder(tok_config):
+    for token_id, content, flagged in added_tokens_decoder(tok_config):
         if not 0 <= token_id < n:
             continue
         special = flagged or looks_special(content)
