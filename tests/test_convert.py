@@ -295,6 +295,17 @@ def test_a_row_longer_than_a_chunk_streams_in_pieces_of_whole_blocks(
         for col in range(0, 50_000_000, budget // block * block)
     ]
     assert all(a % block == 0 and b - a <= budget for *_, a, b in chunks)
+    # With an importance matrix ggml weighs every block by its whole row's mean square
+    # (ggml-quants.c: sigma2 = sum_x2/n_per_row), so such rows stay whole.
+    _LongRow.shape = (2, 3_000_000)
+    weighted = TensorPlan(
+        "long.weight",
+        _LongRow(),  # type: ignore[arg-type]
+        GGMLType[target.upper()],
+        "",
+        importance=np.ones((1, 3_000_000), np.float32),
+    )
+    assert convert_module._chunks([weighted]) == [(0, 0, 1, 0, 3_000_000), (0, 1, 2, 0, 3_000_000)]
 
     # Pieces quantize to the same bytes as the whole row, inline and in workers.
     monkeypatch.setattr(convert_module, "CHUNK_BYTES", 4 * 96)

@@ -19,9 +19,10 @@ from qconv.cli import app
 from qconv.errors import UsageError
 from qconv.gguf.constants import GGMLType
 from qconv.model.transforms import GeneratedTensor
-from qconv.pipeline import _chunks, convert_chunk, plan_conversion
+from qconv.pipeline import _chunks, plan_conversion
 from qconv.plan.mixture import llama_quantize_order
 from qconv.plan.plan import TensorPlan
+from qconv.workers import convert_chunk
 
 
 def write_legacy(path: Path, entries: dict[str, np.ndarray], chunks: int = 4) -> Path:
@@ -109,7 +110,7 @@ def test_convert_hands_each_chunk_its_tensors_importances(
         return unweighted(rows, qtype)
 
     calls: list = []
-    monkeypatch.setattr(pipeline.quant, "quantize", recording)
+    monkeypatch.setattr(quant, "quantize", recording)
     out = tmp_path / "out.gguf"
     options = ConvertOptions(target="q4_0", imatrix=str(imatrix), jobs=1)
     conversion = pipeline.plan_conversion(str(model), options)
@@ -132,7 +133,7 @@ def test_expert_tensors_are_chunked_at_expert_boundaries_with_their_own_rows() -
         importance=importance,
     )
     chunks = _chunks([plan])
-    assert [(start, stop) for _, start, stop in chunks] == [(0, 5), (5, 10), (10, 15)]
+    assert [(start, stop) for _, start, stop, _, _ in chunks] == [(0, 5), (5, 10), (10, 15)]
 
 
 def test_expert_chunks_pass_the_experts_row_of_importances(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -146,9 +147,7 @@ def test_expert_chunks_pass_the_experts_row_of_importances(monkeypatch: pytest.M
         importance=importance,
     )
     got = []
-    monkeypatch.setattr(
-        pipeline.quant, "quantize", lambda rows, qtype, w=None: got.append(w[0]) or rows
-    )
+    monkeypatch.setattr(quant, "quantize", lambda rows, qtype, w=None: got.append(w[0]) or rows)
     convert_chunk(plan, 0, 4)
     convert_chunk(plan, 4, 8)
     assert got == [1.0, 2.0]

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from make_moe_imatrix_goldens import EXPERT_TENSORS, GOLDEN_DIR, expert_values
 
-from qconv import pipeline
+from qconv import pipeline, workers
 from qconv.gguf.constants import GGMLType
 from qconv.imatrix import importance_for, read_imatrix
 from qconv.model.transforms import GeneratedTensor
@@ -31,9 +31,7 @@ def quantized(name: str, qtype: GGMLType, importance: np.ndarray) -> bytes:
     values = expert_values(name, EXPERT_TENSORS[name])
     plan = TensorPlan(name, GeneratedTensor(name, values), qtype, "golden", importance=importance)
     chunks = pipeline._chunks([plan])
-    return b"".join(
-        pipeline.convert_chunk(plan, start, stop).tobytes() for _, start, stop in chunks
-    )
+    return b"".join(workers.convert_chunk(plan, *chunk[1:]).tobytes() for chunk in chunks)
 
 
 @pytest.fixture(autouse=True)
