@@ -22,9 +22,7 @@ from typing import Any
 from qconv.errors import FormatError, SourceError
 from qconv.gguf.constants import GGUFValueType
 from qconv.gguf.metadata import KV, kv_array, kv_bool, kv_string, kv_uint32
-from qconv.source import read_json
 from qconv.tokenizer.fields import (
-    TOKENIZER_CONFIG,
     TOKENIZER_JSON,
     added_tokens,
     added_tokens_decoder,
@@ -36,6 +34,7 @@ from qconv.tokenizer.fields import (
 )
 from qconv.tokenizer.pre import PRE_TOKENIZERS, detect_pre_tokenizer
 from qconv.tokenizer.sentencepiece import TokenType, read_sentencepiece
+from qconv.tokenizer.special import read_json_object, special_tokens
 from qconv.tokenizer.wordpiece import wordpiece_vocab
 
 __all__ = [
@@ -50,7 +49,6 @@ __all__ = [
     "tokenizer_vocab_size",
 ]
 
-SPECIAL_TYPES = ("bos", "eos", "unk", "sep", "pad", "cls", "mask")
 ID_KEYS = {
     "bos": "tokenizer.ggml.bos_token_id",
     "eos": "tokenizer.ggml.eos_token_id",
@@ -69,20 +67,11 @@ ADD_KEYS = {typ: f"tokenizer.ggml.add_{typ}_token" for typ in ("bos", "eos", "se
 _SPACE_PREFIX_TYPES = ("llama", "mistral", "smollm3", "granite", "mistral3", "ministral3")
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    document = read_json(path)
-    if not isinstance(document, dict):
-        raise FormatError(f"{path}: expected a JSON object")
-    return document
-
-
 def read_added_tokens(model_dir: Path) -> dict[str, int]:
     """tokenizer.json's added tokens, text -> id (transformers' ``get_added_vocab()``)."""
     return {
         content: token_id
-        for token_id, content, _ in added_tokens(_read_json(model_dir / "tokenizer.json"))
+        for token_id, content, _ in added_tokens(read_json_object(model_dir / "tokenizer.json"))
     }
 
 
@@ -146,8 +135,8 @@ def tokenizer_metadata(
         SourceError: no tokenizer files (or no tokenizer.model where the family needs it),
             unreadable ones, or a pre-tokenizer qconv cannot name.
     """
-    tok_config = _read_json(model_dir / "tokenizer_config.json")
-    tok_json = _read_json(model_dir / "tokenizer.json")
+    tok_config = read_json_object(model_dir / "tokenizer_config.json")
+    tok_json = read_json_object(model_dir / "tokenizer.json")
     size = n_vocab if n_vocab is not None else int_field(config, "vocab_size", default=None)
     kvs: list[KV] = []
     prefix = (tok_config or {}).get("add_prefix_space")
@@ -228,7 +217,7 @@ def tokenizer_vocab_size(model_dir: Path, config: dict[str, Any]) -> int:
         if isinstance(size, int) and not isinstance(size, bool) and size > 0:
             return size
         return len(read_sentencepiece(model_dir / "tokenizer.model"))
-    tok_json = _read_json(model_dir / "tokenizer.json")
+    tok_json = read_json_object(model_dir / "tokenizer.json")
     model = dict_field(tok_json or {}, "model", TOKENIZER_JSON, {})
     vocab = dict_field(model, "vocab", TOKENIZER_JSON, None, label="model.vocab")
     if tok_json is None or vocab is None:
@@ -301,7 +290,7 @@ def _sentencepiece_vocab(
     types = [int(TokenType.UNUSED)] * n
     for i, (piece, score, kind) in enumerate(pieces[:n]):
         tokens[i], scores[i], types[i] = piece, score, int(kind)
-    added = _read_json(model_dir / "added_tokens.json") or {}
+    added = read_json_object(model_dir / "added_tokens.json") or {}
     for content, token_id in added.items():
         if isinstance(token_id, int) and 0 <= token_id < n:
             tokens[token_id], scores[token_id] = content, -1000.0
@@ -369,116 +358,3 @@ def _special_vocab(
         kvs.append(kv_string("tokenizer.chat_template", template))
     kvs += [kv_bool(f"tokenizer.ggml.normalizer.{k}", v) for k, v in normalizer.items()]
     return kvs
-
-
-def _content(entry: Any) -> str | None:
-    if isinstance(entry, dict):
-        entry = entry.get("content")
-    return entry if isinstance(entry, str) else None
-
-
-def _template_flags(
-    processor: dict[str, Any], names: dict[str, str | None], adds: dict[str, bool]
-) -> None:
-    """add_bos/add_eos/add_sep from a TemplateProcessing post-processor (simple templates only)."""
-    single = processor.get("single") or []
-    first = single[0].get("SpecialToken", {}).get("id") if len(single) > 1 else None
-    last = single[-1].get("SpecialToken", {}).get("id") if len(single) > 1 else None
-    if first:
-        names["bos"] = names["bos"] or first
-        adds["bos"] = first in (names["bos"], names["cls"])
-    if last:
-        if names["eos"] is None:
-            names["eos"] = last
-        adds["eos"] = last == names["eos"]
-    pair = list(processor.get("pair") or [])
-    if first and pair and pair[0].get("SpecialToken", {}).get("id") == first:
-        pair = pair[1:]
-    if last and pair and pair[-1].get("SpecialToken", {}).get("id") == last:
-        pair = pair[:-1]
-    if len(pair) > 2 and "Sequence" in pair[0] and "Sequence" in pair[-1]:
-        middle = [p.get("SpecialToken", {}).get("id") for p in pair[1:-1]]
-        adds["sep"] = any(m in (names["sep"], names["eos"]) for m in middle[:2]) and not last
-
-
-def special_tokens(
-    model_dir: Path,
-    tok_json: dict[str, Any] | None,
-    tok_config: dict[str, Any] | None,
-    config: dict[str, Any],
-) -> tuple[dict[str, int], dict[str, bool], str | None, dict[str, bool]]:
-    """(special ids, add_* flags, chat template, normalizer flags) in llama.cpp's order.
-
-    Ids come from tokenizer_config.json's ``<type>_token`` looked up among tokenizer.json's added
-    tokens, then from config.json's ``<type>_token_id``; add flags from tokenizer.json's
-    post-processor, then tokenizer_config.json's ``add_<type>_token``.
-    """
-    tc = dict(tok_config or {})
-    names = {typ: _content(tc.get(f"{typ}_token")) for typ in SPECIAL_TYPES}
-    adds: dict[str, bool] = {}
-    normalizer: dict[str, bool] = {}
-    if tok_json:
-        names["bos"] = names["bos"] or names["cls"]
-        names["eos"] = names["eos"] or names["sep"]
-        post = tok_json.get("post_processor") or {}
-        for processor in post.get("processors", [post]):
-            kind = processor.get("type")
-            if kind == "ByteLevel":
-                adds.setdefault("bos", False)
-                adds.setdefault("eos", False)
-            elif kind == "RobertaProcessing":
-                adds.update(bos=True, eos=True, sep=True)
-            elif kind == "TemplateProcessing":
-                _template_flags(processor, names, adds)
-        _normalizer_flags(tok_json.get("normalizer"), normalizer)
-    ids: dict[str, int] = {}
-    added = (tok_json or {}).get("added_tokens") or []
-    if tok_config is not None:
-        for typ in SPECIAL_TYPES:
-            flag = tc.get(f"add_{typ}_token")
-            if isinstance(flag, bool) and typ not in adds:
-                adds[typ] = flag
-            found = next((t.get("id") for t in added if t.get("content") == names[typ]), None)
-            if isinstance(found, int) and names[typ] is not None:
-                ids.setdefault(typ, found)
-    for typ in SPECIAL_TYPES:
-        value = config.get(f"{typ}_token_id")
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-            ids.setdefault(typ, value)
-    return ids, adds, _chat_template(model_dir, tok_config), normalizer
-
-
-def _normalizer_flags(node: Any, out: dict[str, bool]) -> None:
-    if not isinstance(node, dict):
-        return
-    kind = node.get("type")
-    if kind == "Lowercase":
-        out["lowercase"] = True
-    elif kind == "StripAccents":
-        out["strip_accents"] = True
-    elif kind == "BertNormalizer":
-        for key in ("lowercase", "strip_accents"):
-            if isinstance(node.get(key), bool):
-                out[key] = node[key]
-    elif kind == "Sequence":
-        for child in node.get("normalizers", []):
-            _normalizer_flags(child, out)
-
-
-def _chat_template(model_dir: Path, tok_config: dict[str, Any] | None) -> str | None:
-    """tokenizer_config.json's chat_template, else chat_template.jinja / chat_template.json."""
-    if tok_config is None:
-        return None
-    template = tok_config.get("chat_template")
-    if template is None:
-        jinja = model_dir / "chat_template.jinja"
-        if jinja.is_file():
-            template = jinja.read_text(encoding="utf-8")
-        else:
-            template = (_read_json(model_dir / "chat_template.json") or {}).get("chat_template")
-    if isinstance(template, list):  # named templates: llama.cpp's default one is "default"
-        for i, entry in enumerate(objects(tok_config, "chat_template", TOKENIZER_CONFIG)):
-            for key in ("name", "template"):
-                str_field(entry, key, TOKENIZER_CONFIG, label=f"chat_template[{i}].{key}")
-        template = next((t["template"] for t in template if t["name"] == "default"), None)
-    return template if isinstance(template, str) else None
