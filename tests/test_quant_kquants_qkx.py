@@ -19,7 +19,7 @@ from quant_cases import float_bits, golden_inputs, make_cases
 
 from qconv.errors import QuantizationError
 from qconv.gguf.constants import QUANT_SIZES, GGMLType
-from qconv.quant import dequantize, kquant, q2_k, q4_k, q5_k, quantize
+from qconv.quant import dequantize, kquant, kquant_k4, q2_k, q4_k, q5_k, quantize
 
 MODULES = {GGMLType.Q4_K: q4_k, GGMLType.Q5_K: q5_k, GGMLType.Q2_K: q2_k}
 TYPES = list(MODULES)
@@ -146,7 +146,7 @@ def test_scale_min_packing_round_trips_every_6_bit_position(sc_value):
     sc = rng.integers(0, 64, (50, 8), dtype=np.uint8)
     m = rng.integers(0, 64, (50, 8), dtype=np.uint8)
     sc[:, sc_value % 8] = sc_value
-    got_sc, got_m = kquant.unpack_scale_min_k4(kquant.pack_scale_min_k4(sc, m))
+    got_sc, got_m = kquant_k4.unpack_scale_min_k4(kquant_k4.pack_scale_min_k4(sc, m))
     np.testing.assert_array_equal(got_sc, sc)
     np.testing.assert_array_equal(got_m, m)
 

@@ -21,7 +21,12 @@ CLI_DOC = DOCS / "cli.md"
 FORMAT_DOC = DOCS / "format.md"
 ARCH_DOC = DOCS / "architectures.md"
 COMMANDS = ([], ["convert"], ["info"])
-FORMAT_MODULES = ("qconv.gguf.writer", "qconv.quant.float", "qconv.quant.kquant")
+FORMAT_MODULES = (
+    "qconv.gguf.writer",
+    "qconv.quant.float",
+    "qconv.quant.kquant",
+    "qconv.quant.kquant_k4",
+)
 
 
 def render_format() -> str:

@@ -24,13 +24,11 @@ from qconv.quant.kquant import (
     fp16_bits,
     fp16_to_f32,
     make_qkx2_quants,
-    pack_scale_min_k4,
-    requantize_blocks,
     small_ufunc_buffers,
     sum_products,
     u16_bytes,
-    unpack_scale_min_k4,
 )
+from qconv.quant.kquant_k4 import pack_scale_min_k4, requantize_blocks, unpack_scale_min_k4
 from qconv.quant.rounding import nearest_int
 
 F32 = npt.NDArray[np.float32]
@@ -222,7 +220,7 @@ def quantize_k4_weighted(blocks: F32, qw: F32, nmax: int, clamp_codes: bool) -> 
 
     ``qw`` is the imatrix in the element-major layout of 32-element sub-blocks. Q5_K clamps the
     6-bit codes to 63 (``clamp_codes``), Q4_K stores them as they come. Returns ``(head, levels)``
-    like kquant.quantize_k4_superblocks: d|dmin|scales bytes and uint8 levels (n_blocks, 256).
+    like kquant_k4.quantize_k4_superblocks: d|dmin|scales bytes and uint8 levels (n_blocks, 256).
     """
     n_blocks = blocks.shape[0]
     x = np.ascontiguousarray(blocks.reshape(-1, 32).T)

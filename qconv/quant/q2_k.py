@@ -26,10 +26,9 @@ from qconv.quant.kquant import (
     make_qkx2_quants,
     max_positive,
     quantize_in_chunks,
-    requantize,
     u16_bytes,
-    wrap_u8,
 )
+from qconv.quant.kquant_k4 import requantize, wrap_u8
 from qconv.quant.kquant_weighted import (
     QK_K,
     group_sums,

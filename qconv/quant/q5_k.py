@@ -20,11 +20,8 @@ import numpy as np
 import numpy.typing as npt
 
 from qconv.gguf.constants import QUANT_SIZES, GGMLType
-from qconv.quant.kquant import (
-    dequantize_k4,
-    quantize_in_chunks,
-    quantize_k4_superblocks,
-)
+from qconv.quant.kquant import quantize_in_chunks
+from qconv.quant.kquant_k4 import dequantize_k4, quantize_k4_superblocks
 from qconv.quant.kquant_weighted import quantize_k4_weighted, quantize_rows_weighted
 
 _TYPE_SIZE = QUANT_SIZES[GGMLType.Q5_K][1]
