@@ -35,6 +35,9 @@ class ConvertOptions:
     # Kept as given: llama-quantize writes the path verbatim into quantize.imatrix.file, and
     # Path() would drop a leading "./".
     imatrix: str | Path | None = None
+    allow_requantize: bool = False  # GGUF input: re-encode already-quantized tensors
+    split_max_size: int = 0  # bytes per part of a split set; 0: no limit
+    split_max_tensors: int = 0  # tensors per part; 0: no limit
 
     def updated(self, **changes: Any) -> ConvertOptions:
         """A copy with ``changes`` applied; an unknown name is a UsageError naming it.

@@ -3,10 +3,11 @@
 This is the only module that puts source, plan, quant and writer together; the CLI calls
 :func:`plan_conversion` for ``--dry-run`` and :func:`convert` otherwise.
 
-Memory stays flat whatever the model's size: a chunk is a few MiB of whole rows (blocks never cross
-rows), and at most ``2 × jobs`` chunks are in flight. Chunks are quantized in worker processes —
-NumPy releases the GIL only inside each call, and the K-quant kernels make many short calls, so
-processes scale where threads do not — and written by the parent in order.
+The model is a safetensors checkpoint (converted as convert_hf_to_gguf + llama-quantize would) or a
+GGUF file or split set (requantized as llama-quantize would, qconv.plan.requantize). Memory stays
+flat whatever the model's size: chunks of whole rows are quantized in worker processes
+(qconv.workers) and written by the parent in order, to one file or to the parts of a split set
+(qconv.gguf.split), all made visible only when complete.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from qconv.errors import FormatError, OutputError, SourceError
+from qconv.errors import FormatError, OutputError, SourceError, UsageError
 from qconv.gguf.constants import MAX_DIMS, MAX_TENSOR_NAME_BYTES, QUANT_SIZES, Keys
 from qconv.gguf.metadata import KV, load_metadata_file, merge_kvs, parse_override
+from qconv.gguf.split import assign_parts, atomic_outputs, part_path, split_kvs
 from qconv.gguf.writer import GGUFWriter, alignment_of, atomic_output, encode_header, layout
-from qconv.imatrix import imatrix_kvs, read_imatrix
+from qconv.imatrix import Imatrix, imatrix_kvs, read_imatrix
 from qconv.model.architecture import Architecture, select_architecture
 from qconv.model.card import general_metadata, parameter_size_label
 from qconv.model.config import ModelConfig
@@ -38,6 +40,7 @@ from qconv.plan.plan import (
     plan_tensors,
     tensor_rows,
 )
+from qconv.plan.requantize import plan_requantization, requantized_kvs
 from qconv.source import (
     SUPPORTED_DTYPES,
     Source,
@@ -45,6 +48,7 @@ from qconv.source import (
     TensorRef,
     open_source,
 )
+from qconv.source.gguf import GGUFSource, is_gguf_file, open_gguf_source
 from qconv.tokenizer.vocab import tokenizer_metadata
 from qconv.workers import Chunk, check_jobs, chunk_results
 
@@ -58,7 +62,7 @@ ProgressCallback = Callable[[int], None]
 class Conversion:
     """A planned conversion: everything the file will hold, before any data is read."""
 
-    source: Source
+    source: Source | GGUFSource
     target: Target
     kvs: list[KV]
     plans: list[TensorPlan]
@@ -81,9 +85,10 @@ class Report:
     output: str
     bytes_written: int
     seconds: float
+    parts: tuple[str, ...] = ()  # every file written, in order (one unless split)
 
 
-def default_output_name(source: Source, target: Target) -> Path:
+def default_output_name(source: Source | GGUFSource, target: Target) -> Path:
     """``<model name>-<TYPE>.gguf`` in the current folder, as llama.cpp users name files."""
     return Path(f"{source.name}-{target.name.upper()}.gguf")
 
@@ -93,7 +98,8 @@ def plan_conversion(
 ) -> Conversion:
     """Open ``model`` and decide every tensor's type and every metadata key; read no tensor data.
 
-    ``changes`` are :class:`ConvertOptions` fields applied over ``options``.
+    ``changes`` are :class:`ConvertOptions` fields applied over ``options``. ``model`` may also be
+    a GGUF file (or any part of a split set): it is then requantized as ``llama-quantize`` would.
 
     Raises:
         UsageError, SourceError, FormatError, QuantizationError: as described by each message.
@@ -104,6 +110,8 @@ def plan_conversion(
     overrides = [parse_override(spec) for spec in options.metadata]
     if options.metadata_file is not None:
         overrides = load_metadata_file(options.metadata_file) + overrides
+    if is_gguf_file(model):
+        return _plan_gguf_input(model, options, chosen, overrides, imatrix)
     source = open_source(model, revision=options.revision)
     config = ModelConfig.from_json(source.config, _config_path(source))
     architecture = select_architecture(config, options.arch)
@@ -133,18 +141,54 @@ def plan_conversion(
     if imatrix is not None:
         kvs += imatrix_kvs(imatrix)  # set after general.file_type, as llama-quantize does
     kvs = merge_kvs(kvs, overrides)
+    warnings = _fallback_warnings(plans)
+    if not architecture.known:
+        warnings.insert(0, _generic_warning(architecture))
+    if (towers := architecture.skipped_towers(source.tensors)) is not None:
+        warnings.insert(0, towers)
+    return _checked_conversion(source, chosen, kvs, plans, warnings)
+
+
+def _plan_gguf_input(
+    model: str,
+    options: ConvertOptions,
+    chosen: Target,
+    overrides: list[KV],
+    imatrix: Imatrix | None,
+) -> Conversion:
+    given = {"--revision": options.revision, "--arch": options.arch}
+    given["--tokenizer-pre"] = options.tokenizer_pre
+    flags = [name for name, value in given.items() if value is not None]
+    flags += ["--no-vocab"] if options.no_vocab else []
+    if flags:
+        raise UsageError(f"{flags[0]} applies to Hugging Face checkpoints, not to GGUF input")
+    gguf = open_gguf_source(model)
+    plans, warnings = plan_requantization(
+        gguf,
+        chosen,
+        strict=options.strict,
+        allow_requantize=options.allow_requantize,
+        imatrix=imatrix,
+    )
+    kvs = requantized_kvs(gguf, chosen, imatrix_kvs(imatrix) if imatrix is not None else [])
+    kvs = merge_kvs(kvs, overrides)
+    return _checked_conversion(gguf, chosen, kvs, plans, warnings + _fallback_warnings(plans))
+
+
+def _checked_conversion(
+    source: Source | GGUFSource,
+    target: Target,
+    kvs: list[KV],
+    plans: list[TensorPlan],
+    warnings: list[str],
+) -> Conversion:
     # Encode the header once now: a bad name, duplicate or value fails here, before any output
     # exists, and --dry-run reports it too.
     alignment = alignment_of(kvs)
     encode_header(
         kvs, layout([(p.name, p.file_shape, p.qtype) for p in plans], alignment), alignment
     )
-    warnings = _fallback_warnings(plans)
-    if not architecture.known:
-        warnings.insert(0, _generic_warning(architecture))
-    if (towers := architecture.skipped_towers(source.tensors)) is not None:
-        warnings.insert(0, towers)
-    return Conversion(source, chosen, kvs, plans, warnings)
+    return Conversion(source, target, kvs, plans, warnings)
 
 
 def _config_path(source: Source) -> Path | None:
@@ -286,22 +330,40 @@ def write_conversion(
     *,
     on_progress: ProgressCallback | None = None,
 ) -> Report:
-    """Write a planned conversion to a path (atomically) or to an open binary stream."""
+    """Write a planned conversion to a path or split set (atomically), or to an open stream.
+
+    Raises:
+        UsageError: a split limit with a stream output.
+        OutputError: an output exists without ``force``, or cannot be written.
+    """
     options = options or ConvertOptions()
     started = time.perf_counter()
     check_jobs(options.jobs)
+    max_size, max_tensors = options.split_max_size, options.split_max_tensors
+    if max_size < 0 or max_tensors < 0:
+        raise UsageError("--split-max-size and --split-max-tensors must be positive")
     if output is None:
         output = default_output_name(conversion.source, conversion.target)
-    if isinstance(output, (str, Path)):
-        path = Path(output)
-        _refuse_input_as_output(conversion.source, path)
+    sizes = [plan.nbytes for plan in conversion.plans]
+    part_of = assign_parts(sizes, max_tensors=max_tensors, max_size=max_size)
+    if not isinstance(output, (str, Path)):
+        if max_size or max_tensors:
+            raise UsageError("a split set cannot go to stdout: give -o FILE with --split-max-*")
+        written = _write(conversion, [output], ["<stream>"], part_of, options.jobs, on_progress)
+        return Report(conversion, "-", written, time.perf_counter() - started)
+    path = Path(output)
+    n_parts = max(part_of, default=0) + 1
+    paths = [path] if n_parts == 1 else [part_path(path, i, n_parts) for i in range(n_parts)]
+    for each in paths:
+        _refuse_input_as_output(conversion.source, each)
+    labels = tuple(str(p) for p in paths)
+    if n_parts == 1:  # one file: the writer's own atomic output
         with atomic_output(path, force=options.force) as stream:
-            written = _write(conversion, stream, str(path), options.jobs, on_progress)
-        label = str(path)
+            written = _write(conversion, [stream], labels, part_of, options.jobs, on_progress)
     else:
-        written = _write(conversion, output, "<stream>", options.jobs, on_progress)
-        label = "-"
-    return Report(conversion, label, written, time.perf_counter() - started)
+        with atomic_outputs(paths, force=options.force) as streams:
+            written = _write(conversion, streams, labels, part_of, options.jobs, on_progress)
+    return Report(conversion, labels[0], written, time.perf_counter() - started, labels)
 
 
 # Files beside the checkpoint that qconv reads (config, tokenizer, model card).
@@ -319,7 +381,7 @@ INPUT_NAMES = (
 )
 
 
-def _refuse_input_as_output(source: Source, path: Path) -> None:
+def _refuse_input_as_output(source: Source | GGUFSource, path: Path) -> None:
     """Even --force must not replace the checkpoint with its own conversion (same inode)."""
     try:
         target = path.stat()
@@ -339,30 +401,39 @@ def _refuse_input_as_output(source: Source, path: Path) -> None:
 
 def _write(
     conversion: Conversion,
-    stream: IO[bytes],
-    label: str,
+    streams: Sequence[IO[bytes]],
+    labels: Sequence[str],
+    part_of: Sequence[int],
     jobs: int | None,
     on_progress: ProgressCallback | None,
 ) -> int:
-    alignment = alignment_of(conversion.kvs)
-    infos = layout([(p.name, p.file_shape, p.qtype) for p in conversion.plans], alignment)
-    writer = GGUFWriter(stream, label=label)
-    writer.begin(conversion.kvs, infos)
-    chunks = _chunks(conversion.plans)
+    """Stream every tensor into the part ``part_of`` assigns it; returns the bytes written."""
+    plans = conversion.plans
+    writers = [GGUFWriter(s, label=label) for s, label in zip(streams, labels, strict=True)]
+    part_kvs = split_kvs(conversion.kvs, len(writers), len(plans))
+    for index, (writer, kvs) in enumerate(zip(writers, part_kvs, strict=True)):
+        mine = [
+            (p.name, p.file_shape, p.qtype)
+            for p, k in zip(plans, part_of, strict=True)
+            if k == index
+        ]
+        writer.begin(kvs, layout(mine, alignment_of(kvs)))
+    todo = _chunks(plans)
     current = 0
-    with chunk_results(conversion.plans, chunks, jobs) as results:
-        for (plan_index, *_), data in zip(chunks, results, strict=False):  # results is lazy
+    with chunk_results(plans, todo, jobs) as results:
+        for (plan_index, *_), data in zip(todo, results, strict=False):  # results is lazy
             while current < plan_index:
-                writer.end_tensor()
+                writers[part_of[current]].end_tensor()
                 current += 1
-            writer.write(data)
+            writers[part_of[plan_index]].write(data)
             if on_progress is not None:
                 on_progress(data.nbytes)
-    while current < len(conversion.plans):
-        writer.end_tensor()
+    while current < len(plans):
+        writers[part_of[current]].end_tensor()
         current += 1
-    writer.close()
-    return writer.bytes_written
+    for writer in writers:
+        writer.close()
+    return sum(writer.bytes_written for writer in writers)
 
 
 def _chunks(plans: Sequence[TensorPlan]) -> list[Chunk]:

@@ -27,6 +27,7 @@ import numpy.typing as npt
 from qconv import quant
 from qconv.errors import QconvError, QuantizationError, UsageError
 from qconv.plan.plan import TensorPlan
+from qconv.source.gguf import GGUFTensor
 
 __all__ = ["Chunk", "check_jobs", "chunk_results", "convert_chunk", "default_jobs", "max_jobs"]
 
@@ -40,9 +41,13 @@ def convert_chunk(
     plan: TensorPlan, start: int, stop: int, col_start: int = 0, col_stop: int | None = None
 ) -> npt.NDArray[np.uint8]:
     """Rows ``start:stop`` (within one expert's matrix; columns ``col_start:col_stop``) of a
-    tensor, read, checked and quantized."""
+    tensor, read, checked and quantized. A GGUF tensor that keeps its type is copied as stored."""
     if col_stop is None or (col_start == 0 and col_stop == plan.shape[-1]):
+        if isinstance(plan.data, GGUFTensor) and plan.data.qtype == plan.qtype:
+            return np.array(plan.data.raw_rows(start, stop))
         rows = plan.data.read_rows(start, stop)
+    elif isinstance(plan.data, GGUFTensor) and plan.data.qtype == plan.qtype:
+        return np.array(plan.data.raw_row_part(start, col_start, col_stop))
     else:
         rows = plan.data.read_row_part(start, col_start, col_stop)
     finite = np.isfinite(rows)

@@ -174,6 +174,10 @@ Examples:
   qconv convert model.safetensors -t f16 --dry-run
 
   qconv convert ./model -t q8_0 -o - | ssh host 'cat > model.gguf'
+
+  qconv convert model-BF16.gguf -t q4_k_m
+
+  qconv convert ./big-model -t q8_0 --split-max-size 50G
 """
 
 
@@ -181,7 +185,10 @@ Examples:
 def convert(
     model: Annotated[
         str,
-        typer.Argument(help="A .safetensors file, a model folder, or a Hub repo id (org/name)."),
+        typer.Argument(
+            help="A .safetensors file, a model folder, a Hub repo id (org/name), or a GGUF file "
+            "(any part of a split set) to requantize."
+        ),
     ],
     target: Annotated[
         str,
@@ -249,6 +256,25 @@ def convert(
         bool,
         typer.Option("--strict", help="Fail instead of falling back to another type for a tensor."),
     ] = False,
+    allow_requantize: Annotated[
+        bool,
+        typer.Option(
+            "--allow-requantize",
+            help="GGUF input: re-encode already-quantized tensors (quality suffers).",
+        ),
+    ] = False,
+    split_max_size: Annotated[
+        str | None,
+        typer.Option(
+            metavar="SIZE",
+            help="Split the output into parts of at most SIZE bytes (e.g. 50G, 500M; K/M/G are "
+            "powers of 1000), named NAME-00001-of-0000N.gguf.",
+        ),
+    ] = None,
+    split_max_tensors: Annotated[
+        int | None,
+        typer.Option(min=1, help="Split the output into parts of at most N tensors."),
+    ] = None,
     dry_run: Annotated[
         bool,
         typer.Option("--dry-run", help="Print the per-tensor plan and total size; write nothing."),
@@ -266,11 +292,14 @@ def convert(
         bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")
     ] = False,
 ) -> None:
-    """Convert a Hugging Face checkpoint to a GGUF file."""
+    """Convert a Hugging Face checkpoint, or requantize a GGUF file, to a GGUF file or split set."""
+    from qconv.gguf.split import parse_split_size
     from qconv.options import ConvertOptions
     from qconv.pipeline import default_output_name, plan_conversion, write_conversion
 
     with reported_errors(), handled_signals() as check_signals:
+        if output == "-" and (split_max_size is not None or split_max_tensors is not None):
+            raise UsageError("-o - writes one stream; a split set needs -o FILE (or no -o)")
         options = ConvertOptions(
             target=target,
             pure=pure,
@@ -284,6 +313,9 @@ def convert(
             force=force,
             jobs=jobs,
             imatrix=imatrix,
+            allow_requantize=allow_requantize,
+            split_max_size=0 if split_max_size is None else parse_split_size(split_max_size),
+            split_max_tensors=split_max_tensors or 0,
         )
         conversion = plan_conversion(model, options)
         if not quiet:
@@ -291,6 +323,10 @@ def convert(
                 typer.echo(f"warning: {printable(warning)}", err=True)
         if dry_run:
             typer.echo(render_plan(conversion))
+            if options.split_max_size or options.split_max_tensors:
+                typer.echo(
+                    render_split(conversion, options.split_max_size, options.split_max_tensors)
+                )
             return
         to_stdout = output == "-"
         if to_stdout and sys.stdout.isatty():
@@ -309,13 +345,14 @@ def convert(
             report = write_conversion(conversion, destination, options, on_progress=on_progress)
         if not quiet:
             size_mb = report.bytes_written / 1e6
+            parts = f" and {len(report.parts) - 1} more parts" if len(report.parts) > 1 else ""
             typer.echo(
-                f"wrote {report.output}: {len(conversion.plans)} tensors, {size_mb:.1f} MB "
-                f"in {report.seconds:.1f} s",
+                f"wrote {report.output}{parts}: {len(conversion.plans)} tensors, "
+                f"{size_mb:.1f} MB in {report.seconds:.1f} s",
                 err=True,
             )
         if not to_stdout:
-            typer.echo(report.output)
+            typer.echo("\n".join(report.parts))
 
 
 @contextlib.contextmanager
@@ -364,6 +401,21 @@ def render_plan(conversion: object) -> str:
     return "\n".join(lines)
 
 
+def render_split(conversion: object, max_size: int, max_tensors: int) -> str:
+    """The --dry-run line for a split: how many parts, and tensors and bytes in each."""
+    from qconv.gguf.split import assign_parts
+    from qconv.pipeline import Conversion
+
+    assert isinstance(conversion, Conversion)
+    sizes = [plan.nbytes for plan in conversion.plans]
+    part_of = assign_parts(sizes, max_tensors=max_tensors, max_size=max_size)
+    n_parts = max(part_of, default=0) + 1
+    counts = [part_of.count(i) for i in range(n_parts)]
+    totals = [sum(n for n, k in zip(sizes, part_of, strict=True) if k == i) for i in range(n_parts)]
+    each = ", ".join(f"{c} tensors/{t:,} bytes" for c, t in zip(counts, totals, strict=True))
+    return f"split: {n_parts} part{'s' if n_parts > 1 else ''} ({each})"
+
+
 def _product(shape: tuple[int, ...]) -> int:
     n = 1
     for dim in shape:
@@ -382,15 +434,20 @@ Examples:
 
 @app.command(epilog=INFO_EXAMPLES)
 def info(
-    file: Annotated[Path, typer.Argument(metavar="FILE", help="A GGUF file (v2 or v3).")],
+    file: Annotated[
+        Path,
+        typer.Argument(metavar="FILE", help="A GGUF file (v2 or v3), or any part of a split set."),
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
-    """Show a GGUF file's metadata, tensors, type mix and size. Reads only the header."""
+    """Show a GGUF file's metadata, tensors, type mix and size; for a split part, its set's too."""
     from qconv.gguf.info import describe, render_text, to_json
     from qconv.gguf.reader import read_gguf
+    from qconv.gguf.split import read_split_set
 
     with reported_errors():
-        summary = describe(read_gguf(file))
+        gguf = read_gguf(file)
+        summary = describe(gguf, read_split_set(gguf, allow_alone=True))
         if as_json:
             typer.echo(json.dumps(to_json(summary), indent=2, ensure_ascii=False))
         else:

@@ -25,8 +25,15 @@ JSON document (``to_json``)::
       ],
       "types": {"Q8_0": {"tensors": 1, "bytes": 30081024}},   # largest first
       "parameters": 134515008,           # total elements over all tensors
-      "bits_per_weight": 8.5             # 8 * tensor bytes / parameters; null without tensors
+      "bits_per_weight": 8.5,            # 8 * tensor bytes / parameters; null without tensors
+      "split": null                      # or, for a part of a split set:
     }
+
+    "split": {"no": 1, "count": 3,       # this is part 2 of 3 (split.no is 0-based)
+              "parts": ["m-00001-of-00003.gguf", ...],   # null when the others are not beside it
+              "set": {"tensors": 291, "file_size": …, "tensor_bytes": …, "parameters": …,
+                      "bits_per_weight": 4.89, "file_type": "MOSTLY_Q4_K_M",
+                      "types": {"Q4_K": {"tensors": 1, "bytes": 1}}}}
 
 Value types are GGUF's names in lower case (uint8 … float64, bool, string, array). Floats keep their
 shortest float32/float64 text; NaN and infinities become the strings "nan", "inf", "-inf" so the
@@ -47,8 +54,9 @@ from qconv.errors import printable
 from qconv.gguf.constants import GGMLType, GGUFValueType, Keys, LlamaFileType
 from qconv.gguf.metadata import KV
 from qconv.gguf.reader import GGUFFile, TensorInfo
+from qconv.gguf.split import SplitSet, split_position
 
-__all__ = ["Info", "TypeTotal", "describe", "render_text", "to_json"]
+__all__ = ["Info", "SetTotals", "TypeTotal", "describe", "render_text", "to_json"]
 
 JSON_ARRAY_HEAD = 8
 TEXT_VALUE_WIDTH = 72
@@ -61,6 +69,22 @@ class TypeTotal:
     tensors: int
     bytes: int
     parameters: int
+
+
+@dataclass(frozen=True, slots=True)
+class SetTotals:
+    """Which part of a split set a file is and, when every part is beside it, the set's totals."""
+
+    no: int  # 0-based, as split.no
+    count: int
+    parts: list[str] | None
+    tensors: int | None = None
+    file_size: int | None = None
+    types: dict[GGMLType, TypeTotal] | None = None
+    parameters: int | None = None
+    tensor_bytes: int | None = None
+    bits_per_weight: float | None = None
+    file_type: str | None = None  # the first part's general.file_type
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +104,7 @@ class Info:
     bits_per_weight: float | None
     mix: str
     file_type: str | None
+    split: SetTotals | None = None
 
 
 def _n_elements(shape: tuple[int, ...]) -> int:
@@ -99,20 +124,50 @@ def _file_type_name(kvs: list[KV]) -> str | None:
         return None
 
 
-def describe(gguf_file: GGUFFile) -> Info:
-    """Summarize a parsed GGUF header: totals per tensor type, parameters and bits per weight.
-
-    Bits per weight is ``8 * tensor bytes / parameters`` over every tensor, norms included, so it
-    is the real average size of a weight in this file, not the nominal size of its main type.
-    """
+def _type_totals(tensors: Sequence[TensorInfo]) -> dict[GGMLType, TypeTotal]:
     counts: dict[GGMLType, list[int]] = {}
-    for tensor in gguf_file.tensors:
+    for tensor in tensors:
         total = counts.setdefault(tensor.qtype, [0, 0, 0])
         total[0] += 1
         total[1] += tensor.nbytes
         total[2] += _n_elements(tensor.shape)
     ordered = sorted(counts.items(), key=lambda item: (-item[1][1], item[0].value))
-    types = {qtype: TypeTotal(*total) for qtype, total in ordered}
+    return {qtype: TypeTotal(*total) for qtype, total in ordered}
+
+
+def _set_totals(gguf_file: GGUFFile, split_set: SplitSet | None) -> SetTotals | None:
+    position = split_position(gguf_file)
+    if position is None:
+        return None
+    no, count = position
+    if split_set is None or len(split_set.parts) < count:
+        return SetTotals(no, count, None)
+    types = _type_totals([t for part in split_set.parts for t in part.tensors])
+    parameters = sum(total.parameters for total in types.values())
+    tensor_bytes = sum(total.bytes for total in types.values())
+    return SetTotals(
+        no,
+        count,
+        [str(part.path) for part in split_set.parts],
+        tensors=sum(total.tensors for total in types.values()),
+        file_size=sum(part.file_size for part in split_set.parts),
+        types=types,
+        parameters=parameters,
+        tensor_bytes=tensor_bytes,
+        bits_per_weight=8 * tensor_bytes / parameters if parameters else None,
+        file_type=_file_type_name(split_set.first.kvs),
+    )
+
+
+def describe(gguf_file: GGUFFile, split_set: SplitSet | None = None) -> Info:
+    """Summarize a parsed GGUF header: totals per tensor type, parameters and bits per weight.
+
+    Bits per weight is ``8 * tensor bytes / parameters`` over every tensor, norms included, so it
+    is the real average size of a weight in this file, not the nominal size of its main type.
+    For a part of a split set, ``split_set`` (qconv.gguf.split.read_split_set) adds the whole
+    set's totals.
+    """
+    types = _type_totals(gguf_file.tensors)
     parameters = sum(total.parameters for total in types.values())
     tensor_bytes = sum(total.bytes for total in types.values())
     return Info(
@@ -129,6 +184,7 @@ def describe(gguf_file: GGUFFile) -> Info:
         bits_per_weight=8 * tensor_bytes / parameters if parameters else None,
         mix=", ".join(f"{qtype.name}: {total.tensors}" for qtype, total in types.items()),
         file_type=_file_type_name(gguf_file.kvs),
+        split=_set_totals(gguf_file, split_set),
     )
 
 
@@ -187,13 +243,32 @@ def to_json(info: Info) -> dict[str, Any]:
             }
             for t in info.tensors
         ],
-        "types": {
-            qtype.name: {"tensors": total.tensors, "bytes": total.bytes}
-            for qtype, total in info.types.items()
-        },
+        "types": _types_json(info.types),
         "parameters": info.parameters,
         "bits_per_weight": info.bits_per_weight,
+        "split": _split_json(info.split),
     }
+
+
+def _types_json(types: dict[GGMLType, TypeTotal]) -> dict[str, Any]:
+    return {q.name: {"tensors": t.tensors, "bytes": t.bytes} for q, t in types.items()}
+
+
+def _split_json(split: SetTotals | None) -> dict[str, Any] | None:
+    if split is None:
+        return None
+    whole = None
+    if split.types is not None:
+        whole = {
+            "tensors": split.tensors,
+            "file_size": split.file_size,
+            "tensor_bytes": split.tensor_bytes,
+            "parameters": split.parameters,
+            "bits_per_weight": split.bits_per_weight,
+            "file_type": split.file_type,
+            "types": _types_json(split.types),
+        }
+    return {"no": split.no, "count": split.count, "parts": split.parts, "set": whole}
 
 
 def _text_item(value: Any, vtype: GGUFValueType) -> str:
@@ -267,6 +342,22 @@ def _tensor_lines(info: Info) -> list[str]:
     return [*lines, "", "types", *_table(totals, right=frozenset({1, 2, 3}))]
 
 
+def _split_lines(split: SetTotals) -> list[str]:
+    head = f"split: part {split.no + 1} of {split.count}"
+    if split.types is None or split.parameters is None:
+        return [f"{head} (the other parts are not beside it, so no set totals)"]
+    bpw = "n/a" if split.bits_per_weight is None else f"{split.bits_per_weight:.2f}"
+    mix = ", ".join(f"{qtype.name}: {total.tensors}" for qtype, total in split.types.items())
+    return [
+        f"{head}; whole set: {split.tensors} tensors, {_size(split.file_size or 0)} in "
+        f"{split.count} files",
+        f"set mix: {mix or 'no tensors'}",
+        f"set file type: {split.file_type or 'not set'}",
+        f"set parameters: {split.parameters:,}  tensor data: {_size(split.tensor_bytes or 0)}  "
+        f"bits per weight: {bpw}",
+    ]
+
+
 def render_text(info: Info) -> str:
     """The human report: file facts, metadata, tensor table, totals per type, bits per weight."""
     lines = [
@@ -286,4 +377,6 @@ def render_text(info: Info) -> str:
         f"parameters: {info.parameters:,}  tensor data: {_size(info.tensor_bytes)}  "
         f"bits per weight: {bpw}",
     ]
+    if info.split is not None:  # last, so `tail` shows the whole set's figures
+        lines += ["", *_split_lines(info.split)]
     return "\n".join(lines) + "\n"

@@ -52,6 +52,7 @@ __all__ = [
     "keeps_f32",
     "parse_target",
     "plan_tensors",
+    "refuse_fallbacks",
     "target_names",
 ]
 
@@ -219,13 +220,22 @@ def plan_tensors(
             qtype, reason = _converter_type(name, data, target.qtype)
             plans.append(TensorPlan(name, data, qtype, reason))
     if strict:
-        for plan in plans:
-            if plan.fallback:
-                raise QuantizationError(
-                    f"tensor {plan.name!r} {list(plan.shape)}: {plan.reason}; --strict forbids "
-                    "fallbacks (drop --strict to accept it)"
-                )
+        refuse_fallbacks(plans)
     return plans
+
+
+def refuse_fallbacks(plans: Sequence[TensorPlan]) -> None:
+    """``--strict``: fail on the first plan whose type is a fallback.
+
+    Raises:
+        QuantizationError: naming the tensor and the fallback.
+    """
+    for plan in plans:
+        if plan.fallback:
+            raise QuantizationError(
+                f"tensor {plan.name!r} {list(plan.shape)}: {plan.reason}; --strict forbids "
+                "fallbacks (drop --strict to accept it)"
+            )
 
 
 def _quantized_plans(
