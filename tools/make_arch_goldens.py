@@ -305,6 +305,13 @@ runpy.run_path(src + "/convert_hf_to_gguf.py", run_name="__main__")
 
 
 def convert(case_pre: str, model_dir: Path, outtype: str, out: Path, src: Path) -> None:
+    convert_with(case_pre, model_dir, outtype, out, src, [])
+
+
+def convert_with(
+    case_pre: str, model_dir: Path, outtype: str, out: Path, src: Path, extra: list[str]
+) -> None:
+    """Run convert_hf_to_gguf.py with ``extra`` arguments (e.g. --split-max-tensors 7)."""
     cmd = [
         str(VENV_PY),
         "-c",
@@ -316,6 +323,7 @@ def convert(case_pre: str, model_dir: Path, outtype: str, out: Path, src: Path) 
         outtype,
         "--outfile",
         str(out),
+        *extra,
     ]
     subprocess.run(
         cmd,
