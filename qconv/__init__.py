@@ -26,6 +26,7 @@ __all__ = [
     "read_gguf",
 ]
 
+from qconv.conversion import plan_conversion
 from qconv.errors import (
     FormatError,
     OutputError,
@@ -37,4 +38,4 @@ from qconv.errors import (
 from qconv.gguf.constants import GGMLType
 from qconv.gguf.reader import GGUFFile, read_gguf
 from qconv.options import ConvertOptions
-from qconv.pipeline import convert, plan_conversion
+from qconv.pipeline import convert

@@ -1,7 +1,7 @@
-"""The conversion: open the source, plan every tensor, write header then data, one chunk at a time.
+"""The conversion: plan it (qconv.conversion), then write header then data, one chunk at a time.
 
-This is the only module that puts source, plan, quant and writer together; the CLI calls
-:func:`plan_conversion` for ``--dry-run`` and :func:`convert` otherwise.
+This is the only module that puts plan, workers and writer together; the CLI calls
+:func:`qconv.conversion.plan_conversion` for ``--dry-run`` and :func:`convert` otherwise.
 
 The model is a safetensors checkpoint (converted as convert_hf_to_gguf + llama-quantize would) or a
 GGUF file or split set (requantized as llama-quantize would, qconv.plan.requantize). Memory stays
@@ -14,67 +14,31 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from qconv.errors import FormatError, OutputError, SourceError, UsageError
-from qconv.gguf.constants import MAX_DIMS, MAX_TENSOR_NAME_BYTES, QUANT_SIZES, Keys
-from qconv.gguf.metadata import KV, load_metadata_file, merge_kvs, parse_override
+from qconv.conversion import Conversion, default_output_name, plan_conversion
+from qconv.errors import OutputError, UsageError
+from qconv.gguf.constants import QUANT_SIZES
 from qconv.gguf.split import assign_parts, atomic_outputs, part_path, split_kvs
-from qconv.gguf.writer import GGUFWriter, alignment_of, atomic_output, encode_header, layout
-from qconv.imatrix import Imatrix, imatrix_kvs, read_imatrix
-from qconv.model.architecture import Architecture, select_architecture
-from qconv.model.card import general_metadata, parameter_size_label
-from qconv.model.config import ModelConfig
-from qconv.model.hparams import block_count
-from qconv.model.transforms import GeneratedTensor
+from qconv.gguf.writer import GGUFWriter, alignment_of, atomic_output, layout
 from qconv.options import ConvertOptions
 from qconv.plan.plan import (
-    ModelFacts,
-    Target,
     TensorPlan,
-    parse_target,
-    plan_tensors,
     tensor_rows,
 )
-from qconv.plan.requantize import plan_requantization, requantized_kvs
 from qconv.source import (
-    SUPPORTED_DTYPES,
     Source,
-    TensorData,
-    TensorRef,
-    open_source,
 )
-from qconv.source.gguf import GGUFSource, is_gguf_file, open_gguf_source
-from qconv.tokenizer.vocab import tokenizer_metadata
+from qconv.source.gguf import GGUFSource
 from qconv.workers import Chunk, check_jobs, chunk_results
 
-__all__ = ["Conversion", "Report", "convert", "default_output_name", "plan_conversion"]
+__all__ = ["Report", "convert", "write_conversion"]
 
 CHUNK_BYTES = 8 * 1024 * 1024  # float32 bytes per chunk: large enough to amortize call overhead
 ProgressCallback = Callable[[int], None]
-
-
-@dataclass(frozen=True, slots=True)
-class Conversion:
-    """A planned conversion: everything the file will hold, before any data is read."""
-
-    source: Source | GGUFSource
-    target: Target
-    kvs: list[KV]
-    plans: list[TensorPlan]
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def data_bytes(self) -> int:
-        return sum(plan.nbytes for plan in self.plans)
-
-    @property
-    def fallbacks(self) -> list[TensorPlan]:
-        return [plan for plan in self.plans if plan.fallback]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,216 +50,6 @@ class Report:
     bytes_written: int
     seconds: float
     parts: tuple[str, ...] = ()  # every file written, in order (one unless split)
-
-
-def default_output_name(source: Source | GGUFSource, target: Target) -> Path:
-    """``<model name>-<TYPE>.gguf`` in the current folder, as llama.cpp users name files."""
-    return Path(f"{source.name}-{target.name.upper()}.gguf")
-
-
-def plan_conversion(
-    model: str, options: ConvertOptions | None = None, **changes: Any
-) -> Conversion:
-    """Open ``model`` and decide every tensor's type and every metadata key; read no tensor data.
-
-    ``changes`` are :class:`ConvertOptions` fields applied over ``options``. ``model`` may also be
-    a GGUF file (or any part of a split set): it is then requantized as ``llama-quantize`` would.
-
-    Raises:
-        UsageError, SourceError, FormatError, QuantizationError: as described by each message.
-    """
-    options = (options or ConvertOptions()).updated(**changes)
-    chosen = parse_target(options.target, pure=options.pure)
-    imatrix = read_imatrix(options.imatrix) if options.imatrix is not None else None
-    overrides = [parse_override(spec) for spec in options.metadata]
-    if options.metadata_file is not None:
-        overrides = load_metadata_file(options.metadata_file) + overrides
-    if is_gguf_file(model):
-        return _plan_gguf_input(model, options, chosen, overrides, imatrix)
-    source = open_source(model, revision=options.revision)
-    config = ModelConfig.from_json(source.config, _config_path(source))
-    architecture = select_architecture(config, options.arch)
-    tensors = _named_tensors(source, architecture)
-    facts = _model_facts(architecture)
-    plans = plan_tensors(tensors, chosen, strict=options.strict, facts=facts, imatrix=imatrix)
-    n_params = sum(_n_elements(plan.shape) for plan in plans)
-    values = dict(architecture.config.values)
-    label = parameter_size_label((plan.name, plan.shape) for plan in plans)
-    kvs = architecture.header() + general_metadata(source.root, values, n_params, model, label)
-    kvs += architecture.metadata(chosen.ftype)
-    if architecture.known and not options.no_vocab:
-        assert source.root is not None
-        spec = architecture.spec
-        assert spec is not None
-        vocab = tokenizer_metadata(
-            source.root,
-            values,
-            pre=options.tokenizer_pre,
-            rules=spec.vocab,
-        )
-        kvs += architecture.tokenizer_keys(
-            vocab, source.root, forced_pre=options.tokenizer_pre is not None
-        )
-    if chosen.llama_quantize_layout or imatrix is not None:
-        kvs = _llama_quantize_kv_order(kvs)
-    if imatrix is not None:
-        kvs += imatrix_kvs(imatrix)  # set after general.file_type, as llama-quantize does
-    kvs = merge_kvs(kvs, overrides)
-    warnings = _fallback_warnings(plans)
-    if not architecture.known:
-        warnings.insert(0, _generic_warning(architecture))
-    if (towers := architecture.skipped_towers(source.tensors)) is not None:
-        warnings.insert(0, towers)
-    return _checked_conversion(source, chosen, kvs, plans, warnings)
-
-
-def _plan_gguf_input(
-    model: str,
-    options: ConvertOptions,
-    chosen: Target,
-    overrides: list[KV],
-    imatrix: Imatrix | None,
-) -> Conversion:
-    given = {"--revision": options.revision, "--arch": options.arch}
-    given["--tokenizer-pre"] = options.tokenizer_pre
-    flags = [name for name, value in given.items() if value is not None]
-    flags += ["--no-vocab"] if options.no_vocab else []
-    if flags:
-        raise UsageError(f"{flags[0]} applies to Hugging Face checkpoints, not to GGUF input")
-    gguf = open_gguf_source(model)
-    plans, warnings = plan_requantization(
-        gguf,
-        chosen,
-        strict=options.strict,
-        allow_requantize=options.allow_requantize,
-        imatrix=imatrix,
-    )
-    kvs = requantized_kvs(gguf, chosen, imatrix_kvs(imatrix) if imatrix is not None else [])
-    kvs = merge_kvs(kvs, overrides)
-    return _checked_conversion(gguf, chosen, kvs, plans, warnings + _fallback_warnings(plans))
-
-
-def _checked_conversion(
-    source: Source | GGUFSource,
-    target: Target,
-    kvs: list[KV],
-    plans: list[TensorPlan],
-    warnings: list[str],
-) -> Conversion:
-    # Encode the header once now: a bad name, duplicate or value fails here, before any output
-    # exists, and --dry-run reports it too.
-    alignment = alignment_of(kvs)
-    encode_header(
-        kvs, layout([(p.name, p.file_shape, p.qtype) for p in plans], alignment), alignment
-    )
-    return Conversion(source, target, kvs, plans, warnings)
-
-
-def _config_path(source: Source) -> Path | None:
-    return source.root / "config.json" if source.root is not None else None
-
-
-def _named_tensors(source: Source, architecture: Architecture) -> list[tuple[str, TensorData]]:
-    """(GGUF name, data) in llama.cpp's converter order: generated tensors, then the rest."""
-    named: list[tuple[str, TensorData]] = [
-        (name, GeneratedTensor(name, values)) for name, values in architecture.extra_tensors()
-    ]
-    mapped = architecture.tensors([_checked(ref) for ref in source.tensors], source.root)
-    _check_gguf_names(mapped)
-    return named + mapped
-
-
-def _origin(data: Any) -> str:
-    """The file a (possibly transformed) tensor comes from, for error messages."""
-    while not hasattr(data, "path") and (hasattr(data, "base") or hasattr(data, "parts")):
-        data = data.base if hasattr(data, "base") else data.parts[0]
-    return str(getattr(data, "path", "checkpoint"))
-
-
-def _check_gguf_names(mapped: Sequence[tuple[str, TensorData]]) -> None:
-    """Names GGUF cannot hold are the checkpoint's fault: FormatError naming the file (exit 4)."""
-    seen: dict[str, TensorData] = {}
-    for name, data in mapped:
-        size = len(name.encode("utf-8"))
-        if size > MAX_TENSOR_NAME_BYTES:
-            raise FormatError(
-                f"{_origin(data)}: tensor name {name!r} is {size} bytes; GGUF allows at most "
-                f"{MAX_TENSOR_NAME_BYTES} (use --arch to map names, or rename the tensor)"
-            )
-        if name in seen:
-            raise FormatError(
-                f"{_origin(data)}: tensors {seen[name].name!r} and {data.name!r} both map to "
-                f"{name!r}; the checkpoint holds the same weight twice"
-            )
-        seen[name] = data
-
-
-MAX_LISTED_FALLBACKS = 3
-
-
-def _fallback_warnings(plans: Sequence[TensorPlan]) -> list[str]:
-    """One line per fallback, or one summary line when there are many (--dry-run lists them all)."""
-    fallbacks = [plan for plan in plans if plan.fallback]
-    if len(fallbacks) <= MAX_LISTED_FALLBACKS:
-        return [f"{plan.name}: {plan.reason}" for plan in fallbacks]
-    counts = Counter(plan.qtype.name for plan in fallbacks)
-    by_type = ", ".join(f"{n} -> {name}" for name, n in counts.most_common())
-    return [
-        f"{len(fallbacks)} of {len(plans)} tensors fell back to another type because their row "
-        f"length is not a multiple of the block size ({by_type}); --dry-run lists them"
-    ]
-
-
-def _model_facts(architecture: Architecture) -> ModelFacts:
-    config = architecture.config
-    if not architecture.known:
-        return ModelFacts(arch=architecture.name)
-    n_head = config.optional_int("num_attention_heads", minimum=1) or 1
-    n_head_kv = config.optional_int("num_key_value_heads", minimum=1) or n_head
-    return ModelFacts(
-        arch=architecture.quant_arch,
-        n_layer=block_count(config),
-        n_expert=config.first_int(("num_local_experts", "num_experts")) or 0,
-        n_gqa=max(1, n_head // n_head_kv),
-    )
-
-
-def _llama_quantize_kv_order(kvs: list[KV]) -> list[KV]:
-    """llama-quantize re-sets these two keys, which moves them to the end, in this order."""
-    last = (Keys.QUANTIZATION_VERSION, Keys.FILE_TYPE)
-    moved = [kv for key in last for kv in kvs if kv.key == key]
-    return [kv for kv in kvs if kv.key not in last] + moved
-
-
-def _generic_warning(architecture: Architecture) -> str:
-    return (
-        f"--arch generic: architecture {architecture.name!r} written with Hugging Face tensor "
-        "names; llama.cpp will not run this file"
-    )
-
-
-def _n_elements(shape: tuple[int, ...]) -> int:
-    n = 1
-    for dim in shape:
-        n *= dim
-    return n
-
-
-def _checked(ref: TensorRef) -> TensorRef:
-    """Faults of the checkpoint itself are reported against its file (exit 3/4), not as usage."""
-    if len(ref.shape) > MAX_DIMS:
-        raise FormatError(
-            f"{ref.path}: tensor {ref.name!r} has {len(ref.shape)} dimensions "
-            f"{list(ref.shape)}; GGUF allows at most {MAX_DIMS}"
-        )
-    if ref.dtype not in SUPPORTED_DTYPES:
-        raise SourceError(
-            f"{ref.path}: tensor {ref.name!r} is {ref.dtype}; qconv converts "
-            f"{', '.join(SUPPORTED_DTYPES)} tensors (cast the checkpoint to bf16 or f16 first)"
-        )
-    if not ref.shape or 0 in ref.shape:
-        raise SourceError(f"{ref.path}: tensor {ref.name!r} is empty {list(ref.shape)}")
-    return ref
 
 
 def convert(

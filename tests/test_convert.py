@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from synthetic import write_safetensors
 
+from qconv.conversion import plan_conversion
 from qconv.errors import FormatError, OutputError, QuantizationError, SourceError, UsageError
 from qconv.gguf.constants import GGMLType, GGUFValueType
 from qconv.gguf.metadata import KV
-from qconv.pipeline import convert, plan_conversion
+from qconv.pipeline import convert
 from qconv.source import open_source, read_safetensors_header
 
 

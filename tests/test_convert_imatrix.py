@@ -16,10 +16,11 @@ from typer.testing import CliRunner
 
 from qconv import ConvertOptions, pipeline, quant
 from qconv.cli import app
+from qconv.conversion import plan_conversion
 from qconv.errors import UsageError
 from qconv.gguf.constants import GGMLType
 from qconv.model.transforms import GeneratedTensor
-from qconv.pipeline import _chunks, plan_conversion
+from qconv.pipeline import _chunks
 from qconv.plan.mixture import llama_quantize_order
 from qconv.plan.plan import TensorPlan
 from qconv.workers import convert_chunk
@@ -113,7 +114,7 @@ def test_convert_hands_each_chunk_its_tensors_importances(
     monkeypatch.setattr(quant, "quantize", recording)
     out = tmp_path / "out.gguf"
     options = ConvertOptions(target="q4_0", imatrix=str(imatrix), jobs=1)
-    conversion = pipeline.plan_conversion(str(model), options)
+    conversion = plan_conversion(str(model), options)
     pipeline.write_conversion(conversion, out, options)
     by_plan = conversion.plans
     weighted = [w for _, _, w in calls if w is not None]

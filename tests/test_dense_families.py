@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from family_fixtures import CASES, write_checkpoint
 
+from qconv.conversion import plan_conversion
 from qconv.errors import SourceError
-from qconv.pipeline import plan_conversion
 
 
 def _kv(conversion: object, key: str) -> object:

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from family_fixtures import CASES, write_checkpoint
 
+from qconv.conversion import plan_conversion
 from qconv.errors import FormatError, SourceError
 from qconv.model.architecture import Architecture, select_architecture
 from qconv.model.config import ModelConfig
 from qconv.model.transforms import GeneratedTensor
-from qconv.pipeline import plan_conversion
 
 
 def arch_for(config: dict[str, Any]) -> Architecture:

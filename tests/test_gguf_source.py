@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from qconv import quant
+from qconv.conversion import plan_conversion
 from qconv.errors import FormatError, SourceError, UsageError
 from qconv.gguf.constants import GGMLType
 from qconv.gguf.reader import read_gguf, tensor_data
-from qconv.pipeline import convert, plan_conversion
+from qconv.pipeline import convert
 from qconv.plan.requantize import gguf_model_facts
 from qconv.source.gguf import is_gguf_file, open_gguf_source
 

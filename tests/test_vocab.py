@@ -220,7 +220,7 @@ def _set(key: str, value: Any) -> Any:
 def test_wrong_types_in_model_files_are_one_format_error_naming_file_and_key(
     tiny_checkpoint: Path, file: str, edit: Any, message: str
 ) -> None:
-    from qconv.pipeline import plan_conversion
+    from qconv.conversion import plan_conversion
 
     _edit_json(tiny_checkpoint / file, edit)
     with pytest.raises(FormatError, match=message):
@@ -228,7 +228,7 @@ def test_wrong_types_in_model_files_are_one_format_error_naming_file_and_key(
 
 
 def test_a_sentencepiece_added_token_id_must_be_an_integer(tiny_checkpoint: Path) -> None:
-    from qconv.pipeline import plan_conversion
+    from qconv.conversion import plan_conversion
 
     (tiny_checkpoint / "tokenizer.json").unlink()
     spm = Path(__file__).parent / "golden" / "arch" / "llama2" / "tokenizer" / "tokenizer.model"

@@ -1,46 +1,27 @@
-"""The ``qconv`` command: parse options, call the library, render results, map errors to exit codes.
+"""The ``qconv`` command: each flag declared once, parsed into the library's calls.
 
 stdout carries only results (the plan, the info report, the written path, or the GGUF bytes with
-``-o -``); progress, warnings and errors go to stderr. This is the only module that prints, exits,
-or imports typer and tqdm.
+``-o -``); progress, warnings and errors go to stderr. Only qconv/cli/ prints, exits, or imports
+typer and tqdm: app.py declares the commands and their flags, errors.py maps errors and signals to
+exit codes, render.py draws what a command prints.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 import sys
-import threading
-import traceback
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated
 
 import typer
 
 from qconv import __version__
+from qconv.cli.errors import handled_signals, reported_errors
+from qconv.cli.render import progress, render_plan, render_split
 from qconv.errors import (
-    FormatError,
-    OutputError,
-    QconvError,
-    QuantizationError,
-    SourceError,
     UsageError,
     printable,
 )
-
-# Exit codes, looked up along the exception's MRO so subclasses inherit their parent's code.
-EXIT_CODES: dict[type[QconvError], int] = {
-    QconvError: 1,
-    UsageError: 2,
-    SourceError: 3,
-    FormatError: 4,
-    QuantizationError: 5,
-    OutputError: 6,
-}
-EXIT_INTERRUPTED = 130
 
 app = typer.Typer(
     name="qconv",
@@ -50,98 +31,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-
-def exit_code_for(error: QconvError) -> int:
-    for cls in type(error).__mro__:
-        if cls in EXIT_CODES:
-            return EXIT_CODES[cls]
-    return 1
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, raised where the program is so that cleanup runs as for Ctrl-C."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-@contextlib.contextmanager
-def reported_errors() -> Iterator[None]:
-    """Turn library errors into one stderr line and an exit code; QCONV_DEBUG=1 adds a traceback.
-
-    Messages are escaped: they can quote tensor names and keys from a hostile checkpoint.
-    """
-    try:
-        yield
-    except QconvError as e:
-        if os.environ.get("QCONV_DEBUG"):
-            traceback.print_exc()
-        _fail(printable(str(e)), exit_code_for(e))
-    except KeyboardInterrupt as e:
-        signum = e.signum if isinstance(e, Terminated) else signal.SIGINT
-        name = "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
-        _fail(f"interrupted{name}; no output file was written", 128 + signum)
-
-
-@contextlib.contextmanager
-def handled_signals() -> Iterator[Callable[[], None]]:
-    """Ctrl-C, SIGTERM and SIGHUP interrupt the main thread once; repeats are ignored.
-
-    The first signal raises where the program is, so the workers are stopped and the temporary
-    file removed; a second Ctrl-C during that cleanup must neither hang it nor print a traceback.
-    A signal that lands where Python swallows exceptions (an at-fork hook, a finalizer) is raised
-    again by the ``check`` this yields (the CLI calls it after every chunk), and an error it
-    caused meanwhile (a worker killed by the same group-wide signal) is reported as the signal.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield lambda: None
-        return
-    received: list[int] = []
-
-    def interruption() -> KeyboardInterrupt:
-        return KeyboardInterrupt() if received[0] == signal.SIGINT else Terminated(received[0])
-
-    def on_signal(signum: int, frame: object) -> None:
-        if not received:
-            received.append(signum)
-            raise interruption()
-
-    def check() -> None:
-        if received:
-            raise interruption()
-
-    default_hook = sys.unraisablehook
-
-    def unraisable(args: Any) -> None:
-        if not (received and isinstance(args.exc_value, KeyboardInterrupt)):
-            default_hook(args)
-
-    wanted = [signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)]
-    previous = {signum: signal.signal(signum, on_signal) for signum in wanted if signum is not None}
-    sys.unraisablehook = unraisable
-    try:
-        yield check
-    except KeyboardInterrupt:
-        raise
-    except BaseException as e:
-        if received:
-            raise interruption() from e
-        raise
-    finally:
-        sys.unraisablehook = default_hook
-        if received:  # stay deaf to more signals while the error is printed and the process exits
-            for signum in previous:
-                signal.signal(signum, signal.SIG_IGN)
-        else:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
 
 
 def _version(value: bool) -> None:
@@ -293,9 +182,10 @@ def convert(
     ] = False,
 ) -> None:
     """Convert a Hugging Face checkpoint, or requantize a GGUF file, to a GGUF file or split set."""
+    from qconv.conversion import default_output_name, plan_conversion
     from qconv.gguf.split import parse_split_size
     from qconv.options import ConvertOptions
-    from qconv.pipeline import default_output_name, plan_conversion, write_conversion
+    from qconv.pipeline import write_conversion
 
     with reported_errors(), handled_signals() as check_signals:
         if output == "-" and (split_max_size is not None or split_max_tensors is not None):
@@ -336,7 +226,7 @@ def convert(
             if to_stdout
             else Path(output or default_output_name(conversion.source, conversion.target))
         )
-        with _progress(conversion.data_bytes, quiet) as advance:
+        with progress(conversion.data_bytes, quiet) as advance:
 
             def on_progress(nbytes: int) -> None:
                 advance(nbytes)
@@ -353,74 +243,6 @@ def convert(
             )
         if not to_stdout:
             typer.echo("\n".join(report.parts))
-
-
-@contextlib.contextmanager
-def _progress(total: int, quiet: bool) -> Iterator[Callable[[int], None]]:
-    from tqdm import tqdm  # type: ignore[import-untyped]
-
-    disable = quiet or not sys.stderr.isatty()
-    with tqdm(
-        total=total, unit="B", unit_scale=True, desc="converting", disable=disable, file=sys.stderr
-    ) as bar:
-
-        def advance(nbytes: int) -> None:
-            bar.update(nbytes)
-
-        yield advance
-
-
-def render_plan(conversion: object) -> str:
-    """The --dry-run table: tensor, shape, source dtype → type, bytes, reason; then the totals."""
-    from qconv.pipeline import Conversion
-
-    assert isinstance(conversion, Conversion)
-    rows = [("tensor", "shape", "source", "type", "bytes", "reason")]
-    for plan in conversion.plans:
-        shape = "×".join(str(d) for d in plan.file_shape)
-        # A stacked expert tensor reads one source tensor per expert: show how many.
-        n_sources = getattr(plan.data, "n_sources", 1)
-        source = f"{plan.data.dtype} ×{n_sources}" if n_sources > 1 else plan.data.dtype
-        name = printable(plan.name)  # names come from the checkpoint's header
-        rows.append((name, shape, source, plan.qtype.name, f"{plan.nbytes:,}", plan.reason))
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row[:5], widths, strict=True))
-        + "  "
-        + row[5]
-        for row in rows
-    ]
-    n_params = sum(int(_product(p.shape)) for p in conversion.plans)
-    total = conversion.data_bytes
-    bpw = 8 * total / n_params if n_params else 0.0
-    lines.append(
-        f"total: {len(conversion.plans)} tensors, {n_params:,} parameters, "
-        f"{total:,} bytes of tensor data ({bpw:.2f} bits/weight), "
-        f"file type {conversion.target.ftype.name}"
-    )
-    return "\n".join(lines)
-
-
-def render_split(conversion: object, max_size: int, max_tensors: int) -> str:
-    """The --dry-run line for a split: how many parts, and tensors and bytes in each."""
-    from qconv.gguf.split import assign_parts
-    from qconv.pipeline import Conversion
-
-    assert isinstance(conversion, Conversion)
-    sizes = [plan.nbytes for plan in conversion.plans]
-    part_of = assign_parts(sizes, max_tensors=max_tensors, max_size=max_size)
-    n_parts = max(part_of, default=0) + 1
-    counts = [part_of.count(i) for i in range(n_parts)]
-    totals = [sum(n for n, k in zip(sizes, part_of, strict=True) if k == i) for i in range(n_parts)]
-    each = ", ".join(f"{c} tensors/{t:,} bytes" for c, t in zip(counts, totals, strict=True))
-    return f"split: {n_parts} part{'s' if n_parts > 1 else ''} ({each})"
-
-
-def _product(shape: tuple[int, ...]) -> int:
-    n = 1
-    for dim in shape:
-        n *= dim
-    return n
 
 
 INFO_EXAMPLES = """
