@@ -232,13 +232,14 @@ CASES = [
         model_type="smollm3",
         config={**_SMALL, "bos_token_id": 296, "eos_token_id": 297, "pad_token_id": None},
         tokenizer="arch/llama3/tokenizer",
-        outtypes=("bf16", "q8_0"),
+        outtypes=("f32", "f16", "bf16", "q8_0"),
         ftypes=("q4_k_m", "q6_k"),
     ),
     # --- Granite 3 (granite.py:17-75) ----------------------------------------------------------
     # Granite 3.x's published multipliers, untied output.
     FamilyCase(
         name="granite_h256",
+        outtypes=("f32", "f16", "bf16", "q8_0"),
         hf_class="GraniteForCausalLM",
         model_type="granite",
         config={
@@ -270,6 +271,7 @@ CASES = [
     # --- OLMo 2 / OLMo 3 (olmo.py:48-71) -------------------------------------------------------
     FamilyCase(
         name="olmo2_h256",
+        outtypes=("f32", "f16", "bf16", "q8_0"),
         hf_class="Olmo2ForCausalLM",
         model_type="olmo2",
         config={**_SMALL, "bos_token_id": 296, "eos_token_id": 297, "pad_token_id": 297},
@@ -314,6 +316,7 @@ CASES = [
     # --- GLM-4-0414 (glm.py:17-88) -------------------------------------------------------------
     FamilyCase(
         name="glm4_h256",
+        outtypes=("f32", "f16", "bf16", "q8_0"),
         hf_class="Glm4ForCausalLM",
         model_type="glm4",
         config={**_SMALL, "head_dim": 64, "vocab_size": 304, "pad_token_id": 296},
@@ -344,6 +347,7 @@ CASES = [
     # projector left out, the tekken pre-tokenizer.
     FamilyCase(
         name="mistral3_h256",
+        outtypes=("f32", "f16", "bf16", "q8_0"),
         hf_class="Mistral3ForConditionalGeneration",
         model_type="mistral3",
         config={

@@ -72,6 +72,7 @@ def _factors(n: int, base: float) -> list[float]:
 CASES = [
     FamilyCase(
         name="gemma2",
+        outtypes=("f32", "f16", "bf16", "q8_0"),
         hf_class="Gemma2ForCausalLM",
         model_type="gemma2",
         config={
@@ -114,6 +115,7 @@ CASES = [
     ),
     FamilyCase(
         name="gemma3",
+        outtypes=("f32", "f16", "bf16", "q8_0"),
         hf_class="Gemma3ForCausalLM",
         model_type="gemma3_text",
         config={
@@ -192,6 +194,7 @@ CASES = [
     ),
     FamilyCase(
         name="phi3",
+        outtypes=("f32", "f16", "bf16", "q8_0"),
         hf_class="Phi3ForCausalLM",
         model_type="phi3",
         config={
