@@ -55,10 +55,16 @@ class Run:
     peak_rss_mb: float
     cpu_seconds: float
     output_mb: float
+    peak_pss_mb: float = 0.0
 
 
-def _tree_rss_kb(root: int) -> int:
-    """Resident memory of ``root`` and all its descendants, from /proc."""
+def _tree_memory_kb(root: int) -> tuple[int, int]:
+    """(summed RSS, summed PSS) of ``root`` and all its descendants, from /proc.
+
+    Summed RSS counts a page shared by forked workers (Python, NumPy's libraries, the parent's
+    heap before the fork) once per process; PSS splits each shared page among its sharers, so the
+    PSS sum is the memory the tree really holds. Both are reported.
+    """
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
     for entry in os.listdir("/proc"):
@@ -74,28 +80,41 @@ def _tree_rss_kb(root: int) -> int:
         pid, ppid = int(entry), int(fields[1])
         children.setdefault(ppid, []).append(pid)
         rss[pid] = pages * os.sysconf("SC_PAGE_SIZE") // 1024
-    total, stack = 0, [root]
+    total, pss, stack = 0, 0, [root]
     while stack:
         pid = stack.pop()
         total += rss.get(pid, 0)
+        pss += _pss_kb(pid)
         stack.extend(children.get(pid, []))
-    return total
+    return total, pss
+
+
+def _pss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def measure(label: str, cmd: list[str], output: Path, env: dict[str, str] | None = None) -> Run:
     """Run ``cmd``, sampling the process tree's memory; return its figures."""
     if output.exists():
         output.unlink()
-    peak = 0
+    peak = peak_pss = 0
     before = os.times()
     started = time.perf_counter()
     process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     done = threading.Event()
 
     def sample() -> None:
-        nonlocal peak
+        nonlocal peak, peak_pss
         while not done.is_set():
-            peak = max(peak, _tree_rss_kb(process.pid))
+            rss, pss = _tree_memory_kb(process.pid)
+            peak, peak_pss = max(peak, rss), max(peak_pss, pss)
             time.sleep(0.02)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -111,7 +130,7 @@ def measure(label: str, cmd: list[str], output: Path, env: dict[str, str] | None
         after.children_system - before.children_system
     )
     size = output.stat().st_size / 1e6 if output.exists() else 0.0
-    return Run(label, seconds, peak / 1024, cpu, size)
+    return Run(label, seconds, peak / 1024, cpu, size, peak_pss / 1024)
 
 
 def checkpoint(shape: LlamaShape | MoeShape, name: str) -> Path:
@@ -201,13 +220,14 @@ def llama_cpp_two_step(
 
 def table(runs: list[Run], input_mb: float) -> str:
     lines = [
-        "| run | wall s | input MB/s | peak RSS MB | CPU s / wall s | output MB |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| run | wall s | input MB/s | peak RSS MB | peak PSS MB | CPU s / wall s | output MB |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for run in runs:
         lines.append(
             f"| {run.label} | {run.seconds:.1f} | {input_mb / run.seconds:.0f} | "
-            f"{run.peak_rss_mb:.0f} | {run.cpu_seconds / run.seconds:.2f} | {run.output_mb:.1f} |"
+            f"{run.peak_rss_mb:.0f} | {run.peak_pss_mb:.0f} | "
+            f"{run.cpu_seconds / run.seconds:.2f} | {run.output_mb:.1f} |"
         )
     return "\n".join(lines)
 
@@ -289,9 +309,12 @@ def moe_bench(repeat: int, skip_llama_cpp: bool) -> None:
     two_step_rss = max(steps[0].peak_rss_mb, steps[1].peak_rss_mb)
     q8_wall, q8_rss = runs[0].seconds / q8.seconds, runs[0].peak_rss_mb / q8.peak_rss_mb
     k_wall, k_rss = runs[1].seconds / two_step, runs[1].peak_rss_mb / two_step_rss
+    two_step_pss = max(steps[0].peak_pss_mb, steps[1].peak_pss_mb)
+    q8_pss, k_pss = runs[0].peak_pss_mb / q8.peak_pss_mb, runs[1].peak_pss_mb / two_step_pss
     print(
-        f"\nratios qconv / llama.cpp: q8_0 wall {q8_wall:.2f}×, peak RSS {q8_rss:.0%}; "
-        f"q4_k_m wall {k_wall:.2f}× of both steps, peak RSS {k_rss:.0%}"
+        f"\nratios qconv / llama.cpp: q8_0 wall {q8_wall:.2f}×, peak RSS {q8_rss:.0%} "
+        f"(PSS {q8_pss:.0%}); q4_k_m wall {k_wall:.2f}× of both steps, peak RSS {k_rss:.0%} "
+        f"(PSS {k_pss:.0%})"
     )
 
 
