@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from qconv.errors import FormatError
 
@@ -21,7 +21,6 @@ __all__ = [
     "TOKENIZER_JSON",
     "added_tokens",
     "added_tokens_decoder",
-    "bool_field",
     "dict_field",
     "float_field",
     "int_field",
@@ -108,48 +107,37 @@ def float_field(
     return _field(doc, key, file, default, label, _is_number, "a finite number")
 
 
-def str_field(
-    doc: Mapping[str, Any],
-    key: str,
-    file: str = "config.json",
-    default: Any = MISSING,
-    *,
-    label: str | None = None,
-) -> Any:
-    return _field(doc, key, file, default, label, lambda v: isinstance(v, str), "a string")
+class FieldGetter(Protocol):
+    """``getter(doc, key, file, default, label=...)``: ``doc[key]`` checked for one JSON type."""
+
+    def __call__(
+        self,
+        doc: Mapping[str, Any],
+        key: str,
+        file: str = ...,
+        default: Any = ...,
+        *,
+        label: str | None = ...,
+    ) -> Any: ...
 
 
-def bool_field(
-    doc: Mapping[str, Any],
-    key: str,
-    file: str = "config.json",
-    default: Any = MISSING,
-    *,
-    label: str | None = None,
-) -> Any:
-    return _field(doc, key, file, default, label, lambda v: isinstance(v, bool), "true or false")
+def _type_getter(kind: type, expected: str) -> FieldGetter:
+    def get(
+        doc: Mapping[str, Any],
+        key: str,
+        file: str = "config.json",
+        default: Any = MISSING,
+        *,
+        label: str | None = None,
+    ) -> Any:
+        return _field(doc, key, file, default, label, lambda v: isinstance(v, kind), expected)
+
+    return get
 
 
-def dict_field(
-    doc: Mapping[str, Any],
-    key: str,
-    file: str = "config.json",
-    default: Any = MISSING,
-    *,
-    label: str | None = None,
-) -> Any:
-    return _field(doc, key, file, default, label, lambda v: isinstance(v, dict), "a JSON object")
-
-
-def list_field(
-    doc: Mapping[str, Any],
-    key: str,
-    file: str = "config.json",
-    default: Any = MISSING,
-    *,
-    label: str | None = None,
-) -> Any:
-    return _field(doc, key, file, default, label, lambda v: isinstance(v, list), "a list")
+str_field = _type_getter(str, "a string")
+dict_field = _type_getter(dict, "a JSON object")
+list_field = _type_getter(list, "a list")
 
 
 def objects(
