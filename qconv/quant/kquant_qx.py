@@ -197,9 +197,9 @@ def make_qx_quants(
     levels_of = _levels if finite else _levels_any
     # Every candidate's sums go into rows of a reused workspace (fresh megabytes cost page
     # faults), row 0 C's first scale (reach nmax) and then its 18 others; C's acceptance test,
-    # which depends on the running best, then runs on those rows with a few small operations per
-    # candidate, the rest in whole-array operations: a dozen calls per candidate on column
-    # vectors cost as much as the einsums.
+    # which depends on the running best, then runs on those rows with four small operations per
+    # candidate and tracks only the winner's index, the rest in whole-array operations: each
+    # call per candidate on column vectors costs about a tenth of an einsum.
     reach = _reaches(nmax)
     rows, positive = _workspace((reach.shape[0], x.shape[1]))
     iscales = np.divide(-reach[:, None], safe_max, out=rows[0])  # C's -(nmax + 0.1f*is)/max
@@ -208,21 +208,24 @@ def make_qx_quants(
         cand_levels = levels_of(x, iscales[k], nmax, lev, float(step_reach))
         sum_products(wx, cand_levels, out=sumlx[k])
         sum_products(w, cand_levels, cand_levels, out=suml2[k])
-    squares = np.multiply(sumlx, sumlx, out=rows[3])
-    np.greater(suml2, 0, out=positive)
     scales = np.divide(sumlx, suml2, out=rows[4])
-    scale = np.where(suml2[0] != 0, scales[0], _ZERO)  # C's first scale and best
-    best = scale * sumlx[0]
-    best_iscale = iscales[0].copy()
-    gains = np.multiply(scales, sumlx, out=sumlx)  # C's best = scale*sumlx for the others
+    np.copyto(scales[0], _ZERO, where=suml2[0] == 0)  # C's first scale: suml2 ? sumlx/suml2 : 0
+    gains = np.multiply(scales, sumlx, out=rows[3])  # C's best = scale*sumlx, per candidate
+    squares = np.multiply(sumlx, sumlx, out=sumlx)
+    # C accepts a candidate only if suml2 > 0: there -inf squares make one comparison decide.
+    np.greater(suml2, 0, out=positive)
+    if not positive.all():
+        np.copyto(squares, -np.inf, where=~positive)
+    best = gains[0].copy()
+    winner = np.zeros(best.shape, dtype=np.intp)
     product, better = np.empty_like(best), np.empty(best.shape, dtype=np.bool_)
     for k in range(1, reach.shape[0]):
         np.greater(squares[k], np.multiply(best, suml2[k], out=product), out=better)
-        better &= positive[k]
         won = np.flatnonzero(better)  # few columns win per candidate: a masked np.where
         best[won] = gains[k, won]  # would cost ~4 ns per column
-        scale[won] = scales[k, won]
-        best_iscale[won] = iscales[k, won]
+        winner[won] = k
+    column = np.arange(best.shape[0])
+    scale, best_iscale = scales[winner, column], iscales[winner, column]
     levels = _final_levels(x, best_iscale, nmax, finite, lev)
     levels[:, zero] = 0
     return np.where(zero, np.float32(0), scale), levels
