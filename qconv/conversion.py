@@ -99,7 +99,8 @@ def plan_conversion(
     n_params = sum(_n_elements(plan.shape) for plan in plans)
     values = dict(architecture.config.values)
     label = parameter_size_label((plan.name, plan.shape) for plan in plans)
-    kvs = architecture.header() + general_metadata(source.root, values, n_params, model, label)
+    general = general_metadata(source.root, source.config, n_params, _folder_name(model), label)
+    kvs = architecture.header() + general
     kvs += architecture.metadata(chosen.ftype)
     if architecture.known and not options.no_vocab:
         assert source.root is not None
@@ -167,6 +168,19 @@ def _checked_conversion(
         kvs, layout([(p.name, p.file_shape, p.qtype) for p in plans], alignment), alignment
     )
     return Conversion(source, target, kvs, plans, warnings)
+
+
+def _folder_name(model: str) -> str:
+    """The name convert_hf_to_gguf reads the model's name from: the folder's, unresolved as in
+    ``Path(args.model).name``; a hub id's name part, the folder ``hf download --local-dir``
+    makes; a .safetensors file's folder. Where that is empty (``.``), the resolved folder's
+    name: llama.cpp would write no general.name there."""
+    path = Path(model).expanduser()
+    if path.is_file():
+        path = path.parent
+    if path.name in ("", ".", ".."):
+        return path.resolve().name
+    return path.name
 
 
 def _config_path(source: Source) -> Path | None:
