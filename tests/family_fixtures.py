@@ -60,6 +60,9 @@ class FamilyCase:
     ftypes: tuple[str, ...] = ("q4_k_m",)  # llama-quantize file types after the bf16 step
     seed: int = 0
     dir_name: str = ""  # checkpoint folder name (general.name derives from it); default: name
+    # config.json "_name_or_path", which hub configs saved by older transformers still carry
+    # (llama.cpp reads the model's name from it before the folder name); "" leaves it out.
+    name_or_path: str = ""
     # Extra files written beside config.json: {relative path: text} (e.g. sentence-transformers'
     # modules.json and 1_Pooling/config.json).
     extra_files: dict[str, str] = field(default_factory=dict)

@@ -57,6 +57,8 @@ def save_skeleton(case, out_dir: Path) -> None:  # type: ignore[no-untyped-def]
                 tensors += [(name, list(f.get_slice(name).get_shape())) for name in f.keys()]  # noqa: SIM118
     saved.pop("transformers_version", None)
     saved["torch_dtype"] = "bfloat16" if case.dtype == "BF16" else "float32"
+    if case.name_or_path:
+        saved["_name_or_path"] = case.name_or_path
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.json").write_text(json.dumps(saved, indent=2) + "\n", encoding="utf-8")
     (out_dir / "skeleton.json").write_text(
