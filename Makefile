@@ -43,12 +43,14 @@ golden: $(STAMP)
 
 ## golden-convert: regenerate tests/golden/arch, pipeline, pipeline_imatrix and gguf_io with
 ## llama.cpp's convert_hf_to_gguf.py, llama-imatrix and llama-quantize (torch in its own venv under
-## ~/.cache/qconv); gguf_io: requantization of GGUF input, split sets
+## ~/.cache/qconv); gguf_io: requantization of GGUF input, split sets; card: gguf-py's general.*
+## metadata for real model names, model cards and generation configs
 golden-convert: $(STAMP)
 	$(BIN)/python tools/make_arch_goldens.py --keep-tokenizers
 	$(BIN)/python tools/make_pipeline_goldens.py
 	$(BIN)/python tools/make_pipeline_imatrix_goldens.py
 	$(BIN)/python tools/make_gguf_io_goldens.py
+	$(BIN)/python tools/make_card_goldens.py
 
 ## docs: regenerate docs/cli.md (from --help) and docs/format.md (from the modules' byte diagrams)
 docs: $(STAMP)

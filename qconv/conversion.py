@@ -17,13 +17,20 @@ from typing import Any
 
 from qconv.errors import FormatError, SourceError, UsageError
 from qconv.gguf.constants import MAX_DIMS, MAX_TENSOR_NAME_BYTES, Keys
-from qconv.gguf.metadata import KV, load_metadata_file, merge_kvs, parse_override
+from qconv.gguf.metadata import (
+    KV,
+    merge_kvs,
+    metadata_file_kvs,
+    parse_override,
+    read_metadata_document,
+)
 from qconv.gguf.writer import alignment_of, encode_header, layout
 from qconv.imatrix import Imatrix, imatrix_kvs, read_imatrix
 from qconv.model.architecture import Architecture, select_architecture
 from qconv.model.card import general_metadata, parameter_size_label
 from qconv.model.config import ModelConfig
 from qconv.model.hparams import block_count
+from qconv.model.metadata_override import check_override, is_override_key
 from qconv.model.transforms import GeneratedTensor
 from qconv.options import ConvertOptions
 from qconv.plan.plan import (
@@ -86,10 +93,17 @@ def plan_conversion(
     chosen = parse_target(options.target, pure=options.pure)
     imatrix = read_imatrix(options.imatrix) if options.imatrix is not None else None
     overrides = [parse_override(spec) for spec in options.metadata]
+    document: dict[str, Any] = {}
     if options.metadata_file is not None:
-        overrides = load_metadata_file(options.metadata_file) + overrides
+        document = read_metadata_document(options.metadata_file)
     if is_gguf_file(model):
-        return _plan_gguf_input(model, options, chosen, overrides, imatrix)
+        file_kvs = metadata_file_kvs(document, options.metadata_file or Path())
+        return _plan_gguf_input(model, options, chosen, file_kvs + overrides, imatrix)
+    # Keys llama.cpp's own --metadata file sets go where and as llama.cpp writes them.
+    card_override = {k: v for k, v in document.items() if is_override_key(k, v)}
+    check_override(card_override, f"--metadata-file {options.metadata_file}")
+    rest = {k: v for k, v in document.items() if k not in card_override}
+    overrides = metadata_file_kvs(rest, options.metadata_file or Path()) + overrides
     source = open_source(model, revision=options.revision)
     config = ModelConfig.from_json(source.config, _config_path(source))
     architecture = select_architecture(config, options.arch)
@@ -99,7 +113,9 @@ def plan_conversion(
     n_params = sum(_n_elements(plan.shape) for plan in plans)
     values = dict(architecture.config.values)
     label = parameter_size_label((plan.name, plan.shape) for plan in plans)
-    general = general_metadata(source.root, source.config, n_params, _folder_name(model), label)
+    general = general_metadata(
+        source.root, source.config, n_params, _folder_name(model), label, card_override
+    )
     kvs = architecture.header() + general
     kvs += architecture.metadata(chosen.ftype)
     if architecture.known and not options.no_vocab:

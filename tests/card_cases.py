@@ -24,6 +24,7 @@ class CardCase:
     generation: str | None = None  # generation_config.json, verbatim
     config: dict[str, Any] = field(default_factory=dict)  # config.json
     experts: tuple[int, int, int] | None = None  # (shared, per-expert params, expert count)
+    override: dict[str, Any] | None = None  # convert_hf_to_gguf --metadata FILE's JSON object
     tag: str = ""  # tells cases with the same folder apart
 
     @property
@@ -39,6 +40,8 @@ def write_card_case(case: CardCase, parent: Path) -> Path:
         (directory / "README.md").write_text(case.card, encoding="utf-8")
     if case.generation is not None:
         (directory / "generation_config.json").write_text(case.generation, encoding="utf-8")
+    if case.override is not None:
+        (parent / "override.json").write_text(json.dumps(case.override), encoding="utf-8")
     return directory
 
 
@@ -361,6 +364,42 @@ CASES += [
         card=SMOLLM2_CARD,
         config={"_name_or_path": "Qwen/Qwen3-30B-A3B-Instruct-2507"},
         tag="card+name_or_path",
+    ),
+    # llama.cpp's --metadata override file: replaces, clears (null) and adds values in place.
+    CardCase(
+        "Qwen3-30B-A3B-Instruct-2507",
+        30_532_122_624,
+        card=LLAMA31_CARD,
+        generation=QWEN3_GENERATION,
+        override={
+            "general.name": "Override Name",
+            "general.author": "Someone",
+            "general.quantized_by": "qconv",
+            "general.size_label": "30B",
+            "general.license.name": "custom",
+            "general.url": "https://example.com/model",
+            "general.source.repo_url": "https://example.com/source",
+            "general.sampling.top_k": 40,
+            "general.sampling.top_p": None,
+            "general.sampling.min_p": 0.05,
+            "general.sampling.mirostat": 1,
+            "general.sampling.sequence": "kt",
+            "general.base_models": [
+                {"name": "Base", "organization": "Org", "repo_url": "https://x.org/base"},
+                {"version": "v2"},
+            ],
+            "general.datasets": [{"name": "Data", "url": "https://x.org/data"}],
+            "general.tags": ["override"],
+            "general.languages": ["de", "fr"],
+        },
+        tag="override",
+    ),
+    CardCase(
+        "Llama-3.1-8B-Instruct",
+        8_030_261_248,
+        card=SMOLLM2_CARD,
+        override={"general.name": None, "general.basename": None, "general.tags": None},
+        tag="override-null",
     ),
     # A MoE checkpoint whose name gives no size: the computed <experts>x<size> label.
     CardCase("moe-model", 6_919_161_856, experts=(1_268_000_000, 706_000_000, 8), tag="moe"),

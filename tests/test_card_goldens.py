@@ -18,6 +18,7 @@ from card_cases import CASES, CardCase, write_card_case
 from qconv.gguf.constants import GGUFValueType
 from qconv.gguf.metadata import KV
 from qconv.model.card import general_metadata, size_label
+from qconv.model.metadata_override import is_override_key
 
 GOLDEN = Path(__file__).parent / "golden" / "card" / "general.json"
 TABLE: dict[str, list[list[Any]]] = json.loads(GOLDEN.read_text("utf-8"))["cases"]
@@ -48,7 +49,11 @@ def test_table_covers_every_case() -> None:
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 def test_general_kvs_equal_gguf_py(case: CardCase, tmp_path: Path) -> None:
     model_dir = write_card_case(case, tmp_path)
-    ours = general_metadata(model_dir, case.config, case.total_params, model_dir.name, _label(case))
+    override = {k: v for k, v in (case.override or {}).items() if is_override_key(k, v)}
+    assert override == (case.override or {})
+    ours = general_metadata(
+        model_dir, case.config, case.total_params, model_dir.name, _label(case), override
+    )
     theirs = TABLE[case.id]
     assert [kv.key for kv in ours] == [kv[0] for kv in theirs]
     assert [_as_read(kv) for kv in ours] == theirs

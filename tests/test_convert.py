@@ -445,3 +445,39 @@ def test_too_many_jobs_is_a_usage_error() -> None:
     for jobs in (0, max_jobs() + 1, 2**62):
         with pytest.raises(UsageError, match="--jobs .*: give 1 to"):
             write_conversion(None, io.BytesIO(), ConvertOptions(jobs=jobs))  # type: ignore[arg-type]
+
+
+def test_metadata_file_takes_llama_cpp_override_keys_in_llama_cpp_slots(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """convert_hf_to_gguf --metadata keys (tests/test_card_goldens.py proves their values against
+    gguf-py) land in llama.cpp's order and types; a typed entry stays qconv's plain KV."""
+    meta_file = tmp_path / "meta.json"
+    meta_file.write_text(
+        '{"general.sampling.top_k": 40, "general.author": "Jane",'
+        ' "general.base_models": [{"name": "Base", "repo_url": "https://x.org"}],'
+        ' "general.sampling.temp": {"type": "f64", "value": 0.5}}'
+    )
+    conversion = plan_conversion(str(tiny_checkpoint), target="f16", metadata_file=meta_file)
+    kvs = {kv.key: kv for kv in conversion.kvs}
+    keys = list(kvs)
+    assert kvs["general.sampling.top_k"] == KV("general.sampling.top_k", GGUFValueType.INT32, 40)
+    assert keys.index("general.sampling.top_k") < keys.index("general.name")
+    assert (
+        keys.index("general.name") < keys.index("general.author") < keys.index("general.size_label")
+    )
+    assert kvs["general.base_model.0.repo_url"].value == "https://x.org"
+    assert kvs["general.sampling.temp"].vtype == GGUFValueType.FLOAT64
+    assert keys[-1] == "general.sampling.temp"  # not a llama.cpp form: set on top, at the end
+
+
+def test_llama_cpp_override_values_of_the_wrong_kind_are_usage_errors(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    meta_file = tmp_path / "meta.json"
+    meta_file.write_text('{"general.sampling.top_k": 0.5}')
+    with pytest.raises(UsageError, match="general.sampling.top_k must be an int32"):
+        plan_conversion(str(tiny_checkpoint), target="f16", metadata_file=meta_file)
+    meta_file.write_text('{"general.tags": "chat"}')
+    with pytest.raises(UsageError, match="general.tags must be a list of strings"):
+        plan_conversion(str(tiny_checkpoint), target="f16", metadata_file=meta_file)

@@ -2,7 +2,8 @@
 for each folder of tests/card_cases.py, made by the vendored gguf-py itself.
 
 For each case it does what convert_hf_to_gguf's ``ModelBase.prepare_metadata`` does
-(conversion/base.py): ``gguf.Metadata.load(None, model_dir, None, total_params)``, the directory
+(conversion/base.py): ``gguf.Metadata.load(override, model_dir, None, total_params)`` (override:
+the case's ``--metadata`` file, if any), the directory
 name when no name was found, ``gguf.size_label(...)`` when no size label was found, then
 ``Metadata.set_gguf_meta_model`` into a real ``GGUFWriter``; the file is read back with
 ``GGUFReader`` and every KV after general.architecture is kept (key, value types, value), in order.
@@ -38,7 +39,8 @@ def llama_cpp_kvs(case, parent: Path) -> list[list[object]]:  # type: ignore[no-
     model_dir = write_card_case(case, parent)
     total = case.total_params
     shared, expert, count = case.experts or (total, 0, 0)
-    metadata = gguf.Metadata.load(None, model_dir, None, total)
+    override = parent / "override.json" if case.override is not None else None
+    metadata = gguf.Metadata.load(override, model_dir, None, total)
     if metadata.name is None:
         metadata.name = model_dir.name
     if metadata.size_label is None and total > 0:

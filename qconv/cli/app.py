@@ -139,7 +139,10 @@ def convert(
         ),
     ] = None,
     metadata_file: Annotated[
-        Path | None, typer.Option(help="JSON object of metadata keys to set.")
+        Path | None,
+        typer.Option(
+            help="JSON object of metadata keys to set; also reads llama.cpp's --metadata files."
+        ),
     ] = None,
     strict: Annotated[
         bool,

@@ -30,7 +30,9 @@ __all__ = [
     "kv_uint32",
     "load_metadata_file",
     "merge_kvs",
+    "metadata_file_kvs",
     "parse_override",
+    "read_metadata_document",
     "validate_kv",
 ]
 
@@ -253,6 +255,15 @@ def load_metadata_file(path: Path) -> list[KV]:
     Raises:
         UsageError: unreadable file, not a JSON object, or a value that does not fit its type.
     """
+    return metadata_file_kvs(read_metadata_document(path), path)
+
+
+def read_metadata_document(path: Path) -> dict[str, Any]:
+    """``--metadata-file``'s JSON object, not yet typed.
+
+    Raises:
+        UsageError: unreadable file or not a JSON object.
+    """
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -261,6 +272,15 @@ def load_metadata_file(path: Path) -> list[KV]:
         raise UsageError(f"--metadata-file {path}: JSON nested too deeply") from None
     if not isinstance(document, dict):
         raise UsageError(f"--metadata-file {path}: expected a JSON object of key: value")
+    return document
+
+
+def metadata_file_kvs(document: dict[str, Any], path: Path) -> list[KV]:
+    """The typed KVs of a ``--metadata-file`` object (``path`` names it in errors).
+
+    Raises:
+        UsageError: a value that does not fit its type.
+    """
     kvs = []
     for key, value in document.items():
         if isinstance(value, dict):

@@ -13,16 +13,16 @@ Users override anything afterwards with ``--metadata``.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from qconv.errors import SourceError
-from qconv.gguf.constants import INTEGER_VALUE_RANGES, GGUFValueType
-from qconv.gguf.metadata import FLOAT32_MAX, KV, kv_array, kv_string, kv_uint32
+from qconv.gguf.constants import GGUFValueType
+from qconv.gguf.metadata import KV, kv_array, kv_string, kv_uint32
 from qconv.model.front_matter import parse_front_matter
+from qconv.model.metadata_override import OVERRIDE_FIELDS, SAMPLING, sampling_value
 from qconv.model.model_id import id_to_title, model_id_components
 
 __all__ = [
@@ -65,22 +65,7 @@ _STRING_KEYS = (
 _ENTRY_KEYS = (
     "name", "author", "version", "organization", "description", "url", "doi", "uuid", "repo_url",
 )  # fmt: skip
-_I32, _F32, _STR = GGUFValueType.INT32, GGUFValueType.FLOAT32, GGUFValueType.STRING
-# generation_config.json keys (the first present wins) -> general.sampling.<name>, in order.
-_SAMPLING: tuple[tuple[tuple[str, ...], str, GGUFValueType], ...] = (
-    (("sequence",), "sequence", _STR),
-    (("top_k",), "top_k", _I32),
-    (("top_p",), "top_p", _F32),
-    (("min_p",), "min_p", _F32),
-    (("xtc_probability",), "xtc_probability", _F32),
-    (("xtc_threshold",), "xtc_threshold", _F32),
-    (("temperature",), "temp", _F32),
-    (("penalty_last_n",), "penalty_last_n", _I32),
-    (("penalty_repeat", "repetition_penalty"), "penalty_repeat", _F32),
-    (("mirostat",), "mirostat", _I32),
-    (("mirostat_tau",), "mirostat_tau", _F32),
-    (("mirostat_eta",), "mirostat_eta", _F32),
-)
+_STR = GGUFValueType.STRING
 
 
 def size_label(n_params: int) -> str:
@@ -233,6 +218,7 @@ def general_metadata(
     n_params: int,
     folder_name: str,
     label: str | None = None,
+    override: dict[str, Any] | None = None,
 ) -> list[KV]:
     """``general.*`` KVs (after general.architecture/type), in llama.cpp's order and types.
 
@@ -241,7 +227,8 @@ def general_metadata(
     fill authorship and naming fields, each only where the earlier source left it unset;
     generation_config.json gives the sampling defaults. ``n_params`` is the element count of
     every tensor written, ``label`` the size label computed from the tensors, used only when no
-    name or card gives one.
+    name or card gives one. ``override`` holds the keys of a llama.cpp metadata override file
+    (qconv.model.metadata_override), applied after all of these, as llama.cpp applies them.
 
     Raises:
         SourceError: the model card exists but cannot be read.
@@ -263,36 +250,27 @@ def general_metadata(
     if isinstance(name_or_path, str) and name_or_path.count("/") <= 1:
         _apply_model_id(fields, name_or_path, n_params)
     _apply_model_id(fields, folder_name, n_params)
+    override = override or {}
+    for key, value in override.items():
+        if key in OVERRIDE_FIELDS:
+            fields[OVERRIDE_FIELDS[key]] = value
     if not isinstance(fields.get("name"), str):
         fields["name"] = folder_name  # prepare_metadata's last resort
     if fields.get("size_label") is None and n_params > 0:
         fields["size_label"] = label or size_label(n_params)
     sampling = read_generation_config(model_dir) if model_dir is not None else {}
-    return _sampling_kvs(sampling) + _authorship_kvs(fields)
+    return _sampling_kvs(sampling, override) + _authorship_kvs(fields)
 
 
 def _as_items(value: Any) -> list[Any]:
     return [value] if isinstance(value, str) else value if isinstance(value, list) else []
 
 
-def _sampling_value(value: Any, vtype: GGUFValueType) -> Any:
-    """The value as gguf-py packs it, or None where its struct.pack would fail."""
-    if vtype == _STR:
-        return value if isinstance(value, str) else None
-    if vtype == _I32:
-        low, high = INTEGER_VALUE_RANGES[_I32]
-        ok = isinstance(value, int) and low <= value <= high
-        return int(value) if ok else None
-    if not isinstance(value, (int, float)):
-        return None
-    number = float(value)
-    return number if not math.isfinite(number) or abs(number) <= FLOAT32_MAX else None
-
-
-def _sampling_kvs(config: dict[str, Any]) -> list[KV]:
+def _sampling_kvs(config: dict[str, Any], override: dict[str, Any]) -> list[KV]:
     kvs = []
-    for keys, name, vtype in _SAMPLING:
-        value = _sampling_value(_first_present(config, keys), vtype)
+    for keys, name, vtype in SAMPLING:
+        value = _first_present(config, keys)
+        value = sampling_value(override.get(f"general.sampling.{name}", value), vtype)
         if value is not None:
             kvs.append(KV(f"general.sampling.{name}", vtype, value))
     return kvs
