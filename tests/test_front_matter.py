@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from qconv.model.front_matter import parse_front_matter
 
@@ -62,6 +64,8 @@ C# note: plain # then comment
 ---
 """,
     "---\nlicense: mit\n",
+    "---\ntags: [a, # comment\n  'b c', \"d\" # x\n  ]\n"
+    + 'k: "one \\xE9\\\n  \\ two\\n\\\n  three"\n---\n',
     "---\n---\n",
     "no front matter\n---\nlicense: mit\n---\n",
     "---\r\nlicense: mit\r\ntags:\r\n- a\r\n---\r\n",
@@ -174,3 +178,45 @@ def test_front_matter_equals_pyyaml(text: str) -> None:
     # "? key" explicit keys are not read (a Llama 3 licence-gate field); nothing uses them.
     theirs.get("extra_gated_fields", {}).pop(_EXPLICIT_KEY, None)
     assert ours == theirs
+
+
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**12), 10**12)
+    | st.floats(allow_nan=False, width=32)
+    | st.text(st.sampled_from("aZ09 -_:#'\"./\\é,[]{}?!&*|>%@`\n\t"), max_size=30)
+    | st.sampled_from(["yes", "no", "on", "null", "~", "2024-07-23", "0x1F", "1_000", "1:30"])
+)
+_keys = st.text(st.sampled_from("abcXYZ019 _-."), min_size=1, max_size=12).filter(
+    lambda k: k.strip() == k
+)
+_documents = st.dictionaries(
+    _keys,
+    st.recursive(
+        _scalars,
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_keys, inner, max_size=4),
+        max_leaves=12,
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    document=_documents,
+    width=st.sampled_from([20, 80]),
+    flow=st.sampled_from([False, None]),
+    indent=st.sampled_from([2, 4]),
+    unicode=st.booleans(),
+)
+def test_front_matter_equals_pyyaml_on_what_pyyaml_writes(
+    document: dict[str, Any], width: int, flow: bool | None, indent: int, unicode: bool
+) -> None:
+    """Whatever PyYAML's dumper writes (block or mixed flow style, long lines folded, single or
+    double quotes with escapes and escaped line breaks) reads back the same as gguf-py reads it."""
+    body = yaml.safe_dump(
+        document, default_flow_style=flow, width=width, indent=indent, allow_unicode=unicode
+    )
+    text = f"---\n{body}---\n# model\n"
+    assert parse_front_matter(text) == _gguf_py_card(text)

@@ -21,7 +21,7 @@ from qconv.model.yaml_scalar import closing_quote, resolve, unescape
 __all__ = ["parse_front_matter"]
 
 # A mapping key: quoted, or plain up to ": " (a "#" after a space starts a comment instead).
-_KEY = re.compile(r"""("(?:[^"\\]|\\.)*"|'(?:[^']|'')*'|[^#'"\s](?:(?!\s#).)*?)\s*:(?:\s+|$)""")
+_KEY = re.compile(r"""("(?:[^"\\]|\\.)*"|'(?:[^']|'')*'|[^#'"\s\[{](?:(?!\s#).)*?)\s*:(?:\s+|$)""")
 
 
 def parse_front_matter(text: str) -> dict[str, Any]:
@@ -113,6 +113,7 @@ class _Parser:
             return self._sequence(indent)
         if _KEY.match(content):
             return self._mapping(indent)
+        self.i = j + 1
         return self._scalar(content, indent - 1)
 
     def _mapping(self, indent: int) -> dict[Any, Any]:
@@ -185,12 +186,12 @@ class _Parser:
         if text[:1] in "\"'":
             quote = text[0]
             while not _closed(text, quote) and self.i < len(self.lines):
-                text += "\n" + self.lines[self.i].strip()
+                text += "\n" + self.lines[self.i]
                 self.i += 1
             return self._quoted(text)
         if text[:1] in "[{":
             while not _balanced(text) and self.i < len(self.lines):
-                text += " " + _strip_comment(self.lines[self.i].strip())
+                text += "\n" + self.lines[self.i]
                 self.i += 1
             return _Flow(text).value()
         lines = [_strip_comment(text)]
@@ -219,11 +220,32 @@ class _Parser:
         quote, body = text[0], text[1:]
         end = closing_quote(body, quote)
         body = body[:end] if end >= 0 else body
-        lines = [line.strip() for line in body.split("\n")]
-        folded = _fold(lines) if len(lines) > 1 else body
+        folded = _fold_quoted(body.split("\n"), quote)
         if quote == "'":
             return folded.replace("''", "'")
         return unescape(folded)
+
+
+def _fold_quoted(lines: list[str], quote: str) -> str:
+    """A quoted scalar's lines joined: a break is a space, n empty lines are n newlines, and the
+    spaces around each break go (those next to the quotes stay); in double quotes a ``\\`` at
+    a line's end joins it to the next with nothing between."""
+    if len(lines) == 1:
+        return lines[0]
+    parts = [lines[0].rstrip(), *(line.strip() for line in lines[1:-1]), lines[-1].lstrip()]
+    out, empties = parts[0], 0
+    for k, part in enumerate(parts[1:], start=1):
+        if not part and k < len(parts) - 1:
+            empties += 1
+            continue
+        escaped = quote == '"' and (len(out) - len(out.rstrip("\\"))) % 2 == 1
+        if escaped:
+            out = out[:-1] + "\n" * empties
+        else:
+            out += "\n" * empties if empties else " "
+        out += part
+        empties = 0
+    return out
 
 
 def _closed(text: str, quote: str) -> bool:
@@ -231,21 +253,24 @@ def _closed(text: str, quote: str) -> bool:
 
 
 def _balanced(text: str) -> bool:
-    depth, quote = 0, ""
+    """Whether a flow collection's brackets close (quotes count only where a scalar starts)."""
+    depth, quote, prev = 0, "", "["
     k = 0
     while k < len(text):
         c = text[k]
         if quote:
-            if c == "\\" and quote == '"':
-                k += 1
+            if (c == "\\" and quote == '"') or (c == quote == "'" and text[k + 1 : k + 2] == "'"):
+                k += 1  # an escaped character or a doubled '' inside single quotes
             elif c == quote:
                 quote = ""
-        elif c in "\"'":
+        elif c in "\"'" and prev in "[{,:":
             quote = c
         elif c in "[{":
             depth += 1
         elif c in "]}":
             depth -= 1
+        if not c.isspace():
+            prev = c
         k += 1
     return depth <= 0
 
@@ -258,7 +283,11 @@ class _Flow:
         self.k = 0
 
     def _skip(self) -> None:
-        while self.k < len(self.text) and self.text[self.k] in " \n":
+        """Past spaces, line breaks and comments."""
+        while self.k < len(self.text) and self.text[self.k] in " \n#":
+            if self.text[self.k] == "#":
+                end = self.text.find("\n", self.k)
+                self.k = len(self.text) if end < 0 else end
             self.k += 1
 
     def value(self) -> Any:
@@ -278,8 +307,11 @@ class _Flow:
         while self.k < len(self.text) and self.text[self.k] not in ",]}":
             if self.text[self.k] == ":" and self.text[self.k + 1 : self.k + 2] in (" ", ",", ""):
                 break
+            if self.text[self.k] == "#" and self.text[self.k - 1] in " \n":
+                break  # a comment ends the scalar
             self.k += 1
-        return resolve(self.text[start : self.k].strip())
+        lines = [line.strip() for line in self.text[start : self.k].split("\n")]
+        return resolve(lines[0]) if len(lines) == 1 else _fold(lines)
 
     def _collection(self, close: str) -> Any:
         self.k += 1
@@ -293,16 +325,17 @@ class _Flow:
                 return pairs if close == "}" else items
             key = self.value()
             self._skip()
+            hashable = not isinstance(key, (dict, list))  # a collection as a key: not read
             if self.text[self.k : self.k + 1] == ":":
                 self.k += 1
                 item: Any = self.value()
-                if close == "}":
+                if close == "}" and hashable:
                     pairs[key] = item
-                else:
+                elif hashable:
                     items.append({key: item})
-            elif close == "}":
+            elif close == "}" and hashable:
                 pairs[key] = None
-            else:
+            elif close == "]":
                 items.append(key)
             self._skip()
             if self.text[self.k : self.k + 1] == ",":
