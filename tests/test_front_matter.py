@@ -220,3 +220,39 @@ def test_front_matter_equals_pyyaml_on_what_pyyaml_writes(
     )
     text = f"---\n{body}---\n# model\n"
     assert parse_front_matter(text) == _gguf_py_card(text)
+
+
+_texts = st.text(st.sampled_from("aZ09 -_:#'\"./\\é,[]{}?!&*|>%@`\n\t"), max_size=40)
+_text_documents = st.dictionaries(
+    _keys,
+    st.recursive(
+        _texts,
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_keys, inner, max_size=3),
+        max_leaves=8,
+    ),
+    max_size=5,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    document=_text_documents,
+    width=st.sampled_from([20, 80]),
+    style=st.sampled_from(["|", ">", '"', "'"]),
+    indent=st.sampled_from([2, 4]),
+)
+def test_block_and_quoted_styles_equal_pyyaml(
+    document: dict[str, Any], width: int, style: str, indent: int
+) -> None:
+    """Text written as literal (``|2-``, ``|+``), folded or quoted scalars, as descriptions and
+    licence texts in cards are, reads back the same as gguf-py reads it."""
+    body = yaml.safe_dump(
+        document,
+        default_flow_style=False,
+        width=width,
+        default_style=style,
+        indent=indent,
+        allow_unicode=True,
+    )
+    text = f"---\n{body}---\n"
+    assert parse_front_matter(text) == _gguf_py_card(text)

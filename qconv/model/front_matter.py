@@ -203,14 +203,20 @@ class _Parser:
         chomp = "-" if "-" in header else "+" if "+" in header else ""
         raw = self._continuation(parent)
         kept_blank = 0
-        while self.i < len(self.lines) and not self.lines[self.i].strip():
-            kept_blank += 1  # trailing blank lines matter only for "+" chomping
+        # Trailing blank lines matter only for "+" chomping; the last line is the empty one the
+        # final newline of the front matter leaves, not part of any scalar.
+        while self.i < len(self.lines) - 1 and not self.lines[self.i].strip():
+            kept_blank += 1
             self.i += 1
-        width = min((_indent(line) for line in raw if line.strip()), default=0)
+        digits = [c for c in header[1:] if c.isdigit()]
+        if digits:  # an indentation indicator: content sits that far past the parent node
+            width = max(parent, 0) + int(digits[0])
+        else:
+            width = min((_indent(line) for line in raw if line.strip()), default=0)
         lines = [line[width:] if line.strip() else "" for line in raw]
         text = "\n".join(lines) if header[0] == "|" else _fold_block(lines)
         if not text:
-            return ""
+            return "\n" * kept_blank if chomp == "+" else ""
         if chomp == "-":
             return text
         return text + "\n" * (1 + (kept_blank if chomp == "+" else 0))
