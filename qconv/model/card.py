@@ -7,7 +7,8 @@ qconv.model.model_id) give the name, basename, size label, finetune, version, or
 license, base models, datasets, tags and languages; generation_config.json gives the
 ``general.sampling.*`` defaults llama.cpp samples with. Where llama.cpp would crash on a value
 (a number where the card should hold text, a float top_k) qconv leaves the key out instead.
-Users override anything afterwards with ``--metadata``.
+Keys of llama.cpp's own metadata override file given in ``--metadata-file`` apply in place
+(qconv.model.metadata_override); ``--metadata`` sets any key afterwards.
 """
 
 from __future__ import annotations
