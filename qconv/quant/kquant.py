@@ -1,9 +1,9 @@
-"""Pieces the K-quant kernels share: the make_qkx2_quants search, rounding, fp16 words, chunking.
+"""Pieces the K-quant kernels share: rounding, in-order sums, fp16 words, chunking.
 
-Mirrors ggml-quants.c ``make_qkx2_quants``. Q4_K, Q5_K and Q2_K import from here; the Q3_K/Q6_K
-kernels may import the generic helpers too. These public names are stable: ``make_qkx2_quants``,
-``round_levels``, ``last_winner`` and ``last_taken`` (element-major arrays, below),
-``fp16_bits`` / ``fp16_to_f32``, ``u16_bytes``, ``max_positive``, ``quantize_in_chunks``,
+The make_qkx2_quants search itself (Q4_K, Q5_K, Q2_K, Q4_1, Q5_1) is in qconv.quant.kquant_search;
+the Q3_K/Q6_K kernels import the generic helpers too. These public names are stable:
+``round_levels`` / ``round_bounded``, ``last_winner`` and ``last_taken`` (element-major arrays,
+below), ``fp16_bits`` / ``fp16_to_f32``, ``u16_bytes``, ``max_positive``, ``quantize_in_chunks``,
 ``small_ufunc_buffers`` and ``sum_products``. The 6-bit scale packing, the super-block search and
 decoding of Q4_K/Q5_K/Q2_K are in qconv.quant.kquant_k4.
 
@@ -77,10 +77,10 @@ def round_levels(v: F32, nmax: int, lo: F32, hi: F32) -> F32:
     """
     floor = min(float(np.minimum.reduce(lo, axis=None)), float(np.minimum.reduce(hi, axis=None)))
     ceiling = max(float(np.maximum.reduce(lo, axis=None)), float(np.maximum.reduce(hi, axis=None)))
-    return _round_bounded(v, nmax, floor, ceiling)
+    return round_bounded(v, nmax, floor, ceiling)
 
 
-def _round_bounded(v: F32, nmax: int, floor: float, ceiling: float) -> F32:
+def round_bounded(v: F32, nmax: int, floor: float, ceiling: float) -> F32:
     """round_levels given the lowest and highest value ``v`` can hold (NaN when unknown)."""
     if floor > -_SAFE and ceiling < _SAFE:  # False for NaN, as wanted
         low, high = _limits(v.shape, nmax)
@@ -96,20 +96,6 @@ def _round_bounded(v: F32, nmax: int, floor: float, ceiling: float) -> F32:
         return v
     v[...] = np.clip(nearest_int(v), 0, nmax)
     return v
-
-
-def _levels(x: F32, shift: F32, iscale: F32, extremes: F32, nmax: int, out: F32) -> F32:
-    """``MAX(0, MIN(nmax, nearest_int(iscale*(x[i] - min))))`` for every element, into ``out``.
-
-    ``extremes`` stacks each column's min and max (2, n_sub); the same float32 operations on them
-    bound the results (rounding is monotone), which lets the rounding skip clamps.
-    """
-    np.subtract(x, shift, out=out)
-    np.multiply(out, iscale, out=out)
-    bounds = np.subtract(extremes, shift)
-    np.multiply(bounds, iscale, out=bounds)
-    floor = float(np.minimum.reduce(bounds, axis=None))
-    return _round_bounded(out, nmax, floor, float(np.maximum.reduce(bounds, axis=None)))
 
 
 def _einsum_is_sequential() -> bool:
@@ -160,60 +146,6 @@ def sum_products(*factors: F32, out: F32) -> F32:
     return out
 
 
-class _Sums:
-    """Per-column sums of the least-squares fit, laid out so the fit needs few NumPy calls.
-
-    ``s`` rows: 0 ``sum_x`` (fixed), 1 ``sum_l``, 2 ``sum_xl``, 3 ``sum_l2``; with this order
-    ``sum_w*[sum_xl, sum_l2] - sum_l*[sum_x, sum_l]`` gives C's numerator and D in two products.
-    """
-
-    __slots__ = ("num", "s", "sum_w")
-
-    def __init__(self, sum_w: F32, sum_x: F32) -> None:
-        self.sum_w = sum_w
-        self.s = np.empty((4, sum_x.shape[0]), dtype=np.float32)
-        self.s[0] = sum_x
-        self.num = np.empty((3, sum_x.shape[0]), dtype=np.float32)  # scale num, D, min num
-
-    def fit(self, x: F32, w: F32, levels: F32) -> tuple[F32, F32]:
-        """C's weighted least squares for fixed levels: ``(D, [this_scale, this_min])``."""
-        s, num = self.s, self.num
-        sum_products(w, levels, out=s[1])
-        sum_products(w, levels, x, out=s[2])
-        sum_products(w, levels, levels, out=s[3])
-        # D = sum_w*sum_l2 - sum_l*sum_l; scale: (sum_w*sum_xl - sum_x*sum_l)/D (products commute)
-        np.multiply(self.sum_w, s[2:4], out=num[0:2])
-        np.subtract(num[0:2], np.multiply(s[1], s[0:2]), out=num[0:2])
-        np.subtract(s[3] * s[0], s[1] * s[2], out=num[2])  # sum_l2*sum_x - sum_l*sum_xl
-        fitted = np.divide(num[0::2], num[1])
-        positive = fitted[1] > 0
-        if positive.any():  # C: this_min = 0, this_scale = sum_xl / sum_l2; masked writes, no temps
-            np.divide(s[2], s[3], out=fitted[0], where=positive)
-            np.copyto(fitted[1], _ZERO, where=positive)
-        return num[1], fitted
-
-
-def _weighted_error(
-    x: F32, w: F32, levels: F32, scale: F32, shift: F32, use_mad: bool, out: F32
-) -> F32:
-    """``Σ_i w_i * f((scale*L_i + min) - x_i)`` with f = |·| or square, summed in element order."""
-    np.multiply(levels, scale, out=out)
-    np.add(out, shift, out=out)
-    np.subtract(out, x, out=out)
-    total = np.empty(x.shape[1], dtype=np.float32)
-    if use_mad:
-        return sum_products(np.abs(out, out=out), w, out=total)
-    return sum_products(out, out, w, out=total)  # (d*d)*w is C's w*(d*d): products commute
-
-
-def _factors(nmax: int, rmin: float, rdelta: float, nstep: int) -> list[np.float32]:
-    """C's ``rmin + rdelta*is + nmax`` for is = 0..nstep, each step rounded to float32."""
-    return [
-        np.float32(rmin) + np.float32(rdelta) * np.float32(step) + np.float32(nmax)
-        for step in range(nstep + 1)
-    ]
-
-
 def last_taken(taken: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.intp]]:
     """Per column of ``taken`` (candidates, columns): whether any row won, and the last that did.
 
@@ -238,68 +170,6 @@ def last_winner(
         np.where(won, np.stack(values)[last, cols], first)
         for values, first in zip(zip(*wins, strict=True), start, strict=True)
     )
-
-
-def make_qkx2_quants(
-    x: F32,
-    w: F32,
-    nmax: int,
-    rmin: float,
-    rdelta: float,
-    nstep: int,
-    use_mad: bool,
-) -> tuple[F32, F32, F32]:
-    """ggml-quants.c ``make_qkx2_quants`` for every column of element-major ``x`` at once.
-
-    Returns ``(levels, scale, the_min)``: float32 levels 0..nmax shaped like ``x``, and per column
-    the scale and the negated offset (``*the_min = -min``), exactly as C computes them. Only the
-    running ``min`` and best error are updated per candidate (later candidates use the new
-    ``min``, as in C); which candidate won last is resolved once after the search, and the levels
-    are rebuilt once.
-    """
-    extremes = np.stack([np.minimum.reduce(x, axis=0), np.maximum.reduce(x, axis=0)])
-    xmax = extremes[1]
-    sums = _Sums(np.add.reduce(w, axis=0), np.add.reduce(w * x, axis=0))
-    mn = np.where(extremes[0] > 0, _ZERO, extremes[0]).astype(np.float32)
-    flat = xmax == mn
-    t, prod = np.empty_like(x), np.empty_like(x)
-    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        iscale = np.float32(nmax) / (xmax - mn)
-        scale = np.float32(1.0) / iscale
-        # A flat column returns early in C with L = 0; a zero inverse scale gives the same levels.
-        iscale[flat] = 0
-        # span = xmax - min, but inf on flat columns so candidates get factor/inf = 0 there.
-        flat_inf = np.where(flat, np.float32(np.inf), _ZERO)
-        levels = _levels(x, mn, iscale, extremes, nmax, t)
-        best = _weighted_error(x, w, levels, scale, mn, use_mad, prod)
-        start = (iscale, mn, scale)
-        factors = _factors(nmax, rmin, rdelta, nstep)
-        # Rows per candidate: its iscale, the min it started from and its scale, kept for the
-        # columns where it is the last winner (picked once below); ``taken``: where it won.
-        rows = np.empty((3, len(factors), x.shape[1]), dtype=np.float32)
-        taken = np.zeros(rows.shape[1:], dtype=np.bool_)
-        for k, factor in enumerate(factors):
-            span = np.add(np.subtract(xmax, mn), flat_inf)
-            cand_iscale = np.divide(factor, span, out=rows[0, k])
-            levels = _levels(x, mn, cand_iscale, extremes, nmax, t)
-            det, fitted = sums.fit(x, w, levels)
-            err = _weighted_error(x, w, levels, fitted[0], fitted[1], use_mad, prod)
-            take = np.greater(det, 0, out=taken[k])
-            take &= np.less(err, best)
-            if not take.any():
-                continue
-            rows[1, k] = mn
-            rows[2, k] = fitted[0]
-            best = np.where(take, err, best)
-            mn = np.where(take, fitted[1], mn)
-        won, last = last_taken(taken)
-        picked = rows[:, last, np.arange(x.shape[1])]
-        best_iscale, best_shift, scale = (
-            np.where(won, value, first) for value, first in zip(picked, start, strict=True)
-        )
-        levels = _levels(x, best_shift, best_iscale, extremes, nmax, t)
-    scale = np.where(flat, _ZERO, scale).astype(np.float32)
-    return levels, scale, (-mn).astype(np.float32)
 
 
 # Q4_K / Q5_K pack eight 6-bit scales sc_j and mins m_j into 12 bytes (inverse of get_scale_min_k4):

@@ -3,7 +3,8 @@ and requantization, and decoding.
 
 Mirrors ggml-quants.c ``get_scale_min_k4`` (and its inverse, written inline in
 ``quantize_row_q4_K_ref`` / ``_q5_K_ref``) and ``dequantize_row_q4_K`` / ``_q5_K``; the search
-itself (``make_qkx2_quants``) and the element-major helpers live in qconv.quant.kquant.
+itself (``make_qkx2_quants``) is in qconv.quant.kquant_search, the element-major helpers in
+qconv.quant.kquant.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from qconv.quant.kquant import (
     U8,
     fp16_bits,
     fp16_to_f32,
-    make_qkx2_quants,
     max_positive,
     round_levels,
     u16_bytes,
 )
+from qconv.quant.kquant_search import make_qkx2_quants
 from qconv.quant.rounding import nearest_int
 
 _ZERO = np.float32(0.0)

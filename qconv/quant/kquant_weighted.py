@@ -3,10 +3,10 @@
 With quant weights ggml-quants.c runs each type's ``quantize_row_<type>_impl`` instead of its
 ``_ref``: per-element weights ``w = qw * sqrtf(sigma2 + x*x)`` (``sigma2`` from the super-block's
 sum of squares), ``make_qkx3_quants`` for the sub-block scales and mins (the same arithmetic as
-``make_qkx2_quants`` with squared error, so kquant.make_qkx2_quants runs it) and ``make_qp_quants``
-to fit the super-block's 4- or 6-bit scale and min codes. This module holds the row driver that
-lines the imatrix up with each chunk of super-blocks, the super-block sums, ``make_qp_quants`` and
-the Q4_K/Q5_K body.
+``make_qkx2_quants`` with squared error, so kquant_search.make_qkx2_quants runs it) and
+``make_qp_quants`` to fit the super-block's 4- or 6-bit scale and min codes. This module holds the
+row driver that lines the imatrix up with each chunk of super-blocks, the super-block sums,
+``make_qp_quants`` and the Q4_K/Q5_K body.
 
 Layout as in kquant.py: element-major arrays ``(n, n_groups)``, one column per group, so C's
 sequential float32 sums become in-order reductions over axis 0.
@@ -23,12 +23,12 @@ from qconv.errors import QuantizationError
 from qconv.quant.kquant import (
     fp16_bits,
     fp16_to_f32,
-    make_qkx2_quants,
     small_ufunc_buffers,
     sum_products,
     u16_bytes,
 )
 from qconv.quant.kquant_k4 import pack_scale_min_k4, requantize_blocks, unpack_scale_min_k4
+from qconv.quant.kquant_search import make_qkx2_quants
 from qconv.quant.rounding import nearest_int
 
 F32 = npt.NDArray[np.float32]

@@ -23,12 +23,12 @@ from qconv.gguf.constants import QUANT_SIZES, GGMLType
 from qconv.quant.kquant import (
     fp16_bits,
     fp16_to_f32,
-    make_qkx2_quants,
     max_positive,
     quantize_in_chunks,
     u16_bytes,
 )
 from qconv.quant.kquant_k4 import requantize, wrap_u8
+from qconv.quant.kquant_search import make_qkx2_quants
 from qconv.quant.kquant_weighted import (
     QK_K,
     group_sums,

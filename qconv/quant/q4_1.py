@@ -21,7 +21,7 @@ import numpy.typing as npt
 from qconv.gguf.constants import QUANT_SIZES, GGMLType
 from qconv.quant import weighted
 from qconv.quant.float import fp16_values, put_fp16
-from qconv.quant.kquant import make_qkx2_quants
+from qconv.quant.kquant_search import make_qkx2_quants
 from qconv.quant.q4_0 import (
     F32,
     Bytes,

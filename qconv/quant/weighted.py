@@ -8,7 +8,7 @@ with ``qw`` the imatrix entry of its column. Q4_0/Q5_0 then search a signed scal
 with ``make_qkx3_quants(n, nmax, x, w, …, -0.9f, 0.05f, 36, false)``, which for non-NaN input and
 non-NULL weights computes exactly what ``make_qkx2_quants`` does (the two C functions differ only in
 ``max <= min`` versus ``max == min`` and in a NULL-weights fallback), so it reuses the K-quant port
-:func:`qconv.quant.kquant.make_qkx2_quants`.
+:func:`qconv.quant.kquant_search.make_qkx2_quants`.
 
 Layout: the searches run on *element-major* ``(32, n_blocks)`` arrays so a C loop ``s += f(x[i])``
 is ``np.add.reduce`` over axis 0, summed in C's order (see kquant.py). NumPy sums a single column
