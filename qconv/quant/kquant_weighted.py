@@ -164,6 +164,21 @@ def make_qp_quants(x: F32, nmax: int, qw: F32) -> tuple[F32, U8]:
     return out_scale, out_levels
 
 
+def make_qp_pair(scale: F32, the_min: F32, nmax: int, sw: F32) -> tuple[F32, U8, F32, U8]:
+    """make_qp_quants for a chunk's sub-block scales and for its mins, as one call.
+
+    ``scale`` and ``the_min`` are per sub-block, block after block (n_blocks * groups,), ``sw``
+    the sub-block weight sums ``(groups, n_blocks)``. Columns are independent, so the two fits
+    run side by side: the refinement makes ~20 calls per round whatever the column count, and
+    one call instead of two halves that cost. Returns ``(d, scale codes, dmin, min codes)``, the
+    codes ``(groups, n_blocks)``.
+    """
+    n_blocks = sw.shape[1]
+    both = np.concatenate([scale.reshape(n_blocks, -1), the_min.reshape(n_blocks, -1)]).T
+    d, codes = make_qp_quants(np.ascontiguousarray(both), nmax, np.concatenate([sw, sw], axis=1))
+    return d[:n_blocks], codes[:, :n_blocks], d[n_blocks:], codes[:, n_blocks:]
+
+
 def _refine_qp(
     x: F32, qw: F32, stored: F32, sumlx: F32, suml2: F32, nmax: int, active: npt.NDArray[np.bool_]
 ) -> None:
@@ -229,8 +244,7 @@ def quantize_k4_weighted(blocks: F32, qw: F32, nmax: int, clamp_codes: bool) -> 
     sw = group_sums(w).reshape(n_blocks, 8)
     levels, scale, the_min = make_qkx2_quants(x, w, nmax, -0.9, 0.05, 36, use_mad=False)
     sw_t = np.ascontiguousarray(sw.T)
-    d_block, ls = make_qp_quants(np.ascontiguousarray(scale.reshape(n_blocks, 8).T), 63, sw_t)
-    m_block, lm = make_qp_quants(np.ascontiguousarray(the_min.reshape(n_blocks, 8).T), 63, sw_t)
+    d_block, ls, m_block, lm = make_qp_pair(scale, the_min, 63, sw_t)
     ls, lm = ls.T, lm.T
     if clamp_codes:
         ls, lm = np.minimum(ls, np.uint8(63)), np.minimum(lm, np.uint8(63))

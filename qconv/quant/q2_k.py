@@ -33,7 +33,7 @@ from qconv.quant.kquant_weighted import (
     QK_K,
     group_sums,
     impl_weights,
-    make_qp_quants,
+    make_qp_pair,
     quantize_rows_weighted,
     superblock_sum_x2,
 )
@@ -96,8 +96,7 @@ def _quantize_chunk_weighted(
     w = impl_weights(x, qw, sigma2)
     sw = np.ascontiguousarray(group_sums(w).reshape(n_blocks, 16).T)
     levels, scale, the_min = make_qkx2_quants(x, w, 3, -0.9, 0.05, 36, use_mad=False)
-    dm, ls = make_qp_quants(np.ascontiguousarray(scale.reshape(n_blocks, 16).T), 15, sw)
-    mm, lm = make_qp_quants(np.ascontiguousarray(the_min.reshape(n_blocks, 16).T), 15, sw)
+    dm, ls, mm, lm = make_qp_pair(scale, the_min, 15, sw)
     d_bits, dmin_bits = fp16_bits(dm), fp16_bits(mm)
     scales = np.ascontiguousarray((ls | (lm << 4)).T)  # uint8 stores: C's int result truncated
     dg = (fp16_to_f32(d_bits)[:, None] * (scales & 0xF).astype(np.float32)).reshape(-1)
