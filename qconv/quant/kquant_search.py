@@ -130,7 +130,7 @@ def make_qkx2_quants(
         span = shifted[1] + flat_inf
         levels = _levels(x, mn, iscale, shifted, nmax, t)
         best = _error_in_place(x, w, levels, scale, mn, use_mad, np.empty_like(mn))
-        start = (iscale, mn, scale)
+        start = (iscale, mn.copy(), scale)
         factors = _factors(nmax, rmin, rdelta, nstep)
         # Rows per candidate: its iscale, the min it started from and its scale, kept for the
         # columns where it is the last winner (picked once below); ``taken``: where it won.
@@ -148,8 +148,8 @@ def make_qkx2_quants(
                 continue
             rows[1, k] = mn
             rows[2, k] = fitted[0]
-            best = np.where(take, err, best)
-            mn = np.where(take, fitted[1], mn)
+            np.putmask(best, take, err)  # in place: ~half np.where's time at these densities
+            np.putmask(mn, take, fitted[1])
             np.subtract(extremes, mn, out=shifted)
             np.add(shifted[1], flat_inf, out=span)
         won, last = last_taken(taken)
