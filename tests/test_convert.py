@@ -264,15 +264,15 @@ def test_unknown_type_lists_the_choices(tiny_checkpoint: Path) -> None:
         plan_conversion(str(tiny_checkpoint), target="q3_0")
 
 
-def test_a_big_tensor_is_read_in_8_mib_row_chunks(tmp_path: Path) -> None:
-    """Memory stays flat because a 64 MiB tensor is read as eight 8 MiB chunks of whole rows."""
+def test_a_big_tensor_is_read_in_2_mib_row_chunks(tmp_path: Path) -> None:
+    """Memory stays flat because a 16 MiB tensor is read as eight 2 MiB chunks of whole rows."""
     model = tmp_path / "big.safetensors"
-    write_safetensors(model, {"big.weight": ("F32", np.ones((4096, 4096), dtype=np.float32))})
+    write_safetensors(model, {"big.weight": ("F32", np.ones((1024, 4096), dtype=np.float32))})
     from qconv.pipeline import _chunks
 
     plans = plan_conversion(str(model), target="q8_0", arch="generic").plans
     chunks = _chunks(plans)
-    assert len(chunks) == 8 and all(stop - start == 512 for _, start, stop, _, _ in chunks)
+    assert len(chunks) == 8 and all(stop - start == 128 for _, start, stop, _, _ in chunks)
     assert all((first, end) == (0, 4096) for *_, first, end in chunks)
 
 

@@ -95,7 +95,7 @@ def test_killing_the_parent_ends_its_workers(slow_model: Path, tmp_path: Path, s
     stdout is a pipe nobody reads, so the parent blocks writing while the workers sit idle.
     """
     process = subprocess.Popen(
-        _qconv(str(slow_model), "-t", "q4_0", "-j", "2", "-o", "-"),
+        _qconv(str(slow_model), "-t", "q4_0", "-j", "3", "-o", "-"),
         env=_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -151,7 +151,7 @@ def test_signals_stop_the_run_cleanly_and_leave_nothing(
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     process = subprocess.Popen(
-        _qconv(str(slow_model), "-t", "q4_k", "--pure", "-j", "2", "-o", str(out_dir / "m.gguf")),
+        _qconv(str(slow_model), "-t", "q4_k", "--pure", "-j", "3", "-o", str(out_dir / "m.gguf")),
         env=_env(),
         stderr=subprocess.PIPE,
         text=True,
@@ -242,7 +242,7 @@ def test_a_worker_killed_from_outside_is_one_error_and_leaves_nothing(
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     process = subprocess.Popen(
-        _qconv(str(slow_model), "-t", "q4_k", "--pure", "-j", "2", "-o", str(out_dir / "m.gguf")),
+        _qconv(str(slow_model), "-t", "q4_k", "--pure", "-j", "3", "-o", str(out_dir / "m.gguf")),
         env=_env(),
         stderr=subprocess.PIPE,
         text=True,

@@ -177,7 +177,11 @@ def convert(
     jobs: Annotated[
         int | None,
         typer.Option(
-            "--jobs", "-j", min=1, help="Worker processes (default: all cores; at most 4 × cores)."
+            "--jobs",
+            "-j",
+            min=1,
+            help="Processes that quantize: this one and N-1 workers (default: all cores; at most "
+            "4 × cores).",
         ),
     ] = None,
     quiet: Annotated[

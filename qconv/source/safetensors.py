@@ -102,9 +102,14 @@ class TensorRef:
             raw = np.memmap(self.path, dtype=raw_dtype, mode="r", offset=start, shape=shape)
         except (OSError, ValueError) as e:
             raise FormatError(f"{self.path}: cannot map tensor {self.name!r} ({e})") from e
+        # Widen straight into the result: NumPy casts the input in small buffers, so no second
+        # full-size temporary exists beside it (a chunk's peak is the mapped bytes + the result).
+        out = np.empty(shape, np.float32)
         if self.dtype == "BF16":
-            return (raw.astype(np.uint32) << 16).view(np.float32)
-        return raw.astype(np.float32)
+            np.left_shift(raw, 16, out=out.view(np.uint32), dtype=np.uint32)
+        else:
+            out[...] = raw
+        return out
 
 
 def read_safetensors_header(path: Path) -> list[TensorRef]:
