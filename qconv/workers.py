@@ -4,10 +4,10 @@ NumPy releases the GIL only inside each call, and the K-quant kernels make many 
 processes scale where threads do not. ``jobs`` processes quantize: the parent itself and
 ``jobs - 1`` forked workers. The parent quantizes the next chunk whenever the oldest one a worker
 holds is not ready yet, instead of sleeping; every process holds its own Python and NumPy (about
-30 MB resident), so one process fewer is the largest cut in peak memory, at no cost in time. At
-most ``2 × jobs`` chunks are in flight, which bounds memory. The workers never outlive the
-parent: they ignore Ctrl-C (the parent handles it and drains them), and they die with the parent
-even when it is killed by SIGKILL.
+30 MB resident), so one process fewer is the largest cut in peak memory, at no measurable cost
+in time. At most ``2 × jobs`` chunks are in flight, which bounds memory. The workers never
+outlive the parent: they ignore Ctrl-C (the parent handles it and drains them), and they die
+with the parent even when it is killed by SIGKILL.
 """
 
 from __future__ import annotations
@@ -171,11 +171,11 @@ def chunk_results(
     ``jobs - 1`` worker processes.
 
     At most ``2 × jobs`` chunks are in flight, which bounds memory. On any error, Ctrl-C or
-    termination signal the queued chunks are cancelled and the running ones (at most ``jobs``,
-    each well under a second) are drained with Ctrl-C deferred, so a second Ctrl-C can neither
-    abandon the pool half shut down nor leave a worker behind. The workers are not killed: one
-    killed while it writes a result leaves the result pipe torn, and CPython's pool then waits
-    on it forever.
+    termination signal the queued chunks are cancelled and the running ones (at most one per
+    worker, each well under a second) are drained with Ctrl-C deferred, so a second Ctrl-C can
+    neither abandon the pool half shut down nor leave a worker behind. The workers are not
+    killed: one killed while it writes a result leaves the result pipe torn, and CPython's pool
+    then waits on it forever.
     """
     jobs = min(check_jobs(jobs), len(chunks))
     if jobs <= 1:
@@ -250,5 +250,6 @@ def _shared(
 
 
 def _worker_chunk_here(plans: Sequence[TensorPlan], chunk: Chunk) -> npt.NDArray[np.uint8]:
+    """The parent's share: one chunk quantized in this process (the workers run _worker_chunk)."""
     index, start, stop, col_start, col_stop = chunk
     return convert_chunk(plans[index], start, stop, col_start, col_stop)
