@@ -23,6 +23,8 @@ from typing import Any
 
 from family_fixtures import FamilyCase
 
+from family_cases import SMALL
+
 _LLAMA3 = Path(__file__).resolve().parent.parent / "golden" / "arch" / "llama3" / "tokenizer"
 
 
@@ -171,14 +173,6 @@ def _pooling(mode: str) -> dict[str, str]:
     }
 
 
-_SMALL = {
-    "hidden_size": 256,
-    "intermediate_size": 320,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "vocab_size": 300,
-}
 _TINY = {
     "hidden_size": 64,
     "intermediate_size": 96,
@@ -230,7 +224,7 @@ CASES = [
         name="smollm3_h256",
         hf_class="SmolLM3ForCausalLM",
         model_type="smollm3",
-        config={**_SMALL, "bos_token_id": 296, "eos_token_id": 297, "pad_token_id": None},
+        config={**SMALL, "bos_token_id": 296, "eos_token_id": 297, "pad_token_id": None},
         tokenizer="arch/llama3/tokenizer",
         outtypes=("f32", "f16", "bf16", "q8_0"),
         ftypes=("q4_k_m", "q6_k"),
@@ -243,7 +237,7 @@ CASES = [
         hf_class="GraniteForCausalLM",
         model_type="granite",
         config={
-            **_SMALL,
+            **SMALL,
             "attention_multiplier": 0.0078125,
             "embedding_multiplier": 12.0,
             "residual_multiplier": 0.22,
@@ -274,7 +268,7 @@ CASES = [
         outtypes=("f32", "f16", "bf16", "q8_0"),
         hf_class="Olmo2ForCausalLM",
         model_type="olmo2",
-        config={**_SMALL, "bos_token_id": 296, "eos_token_id": 297, "pad_token_id": 297},
+        config={**SMALL, "bos_token_id": 296, "eos_token_id": 297, "pad_token_id": 297},
         tokenizer="arch/llama3/tokenizer",
     ),
     # OLMo 2 config with a sliding_window but no layer_types: every 4th layer full.
@@ -319,7 +313,7 @@ CASES = [
         outtypes=("f32", "f16", "bf16", "q8_0"),
         hf_class="Glm4ForCausalLM",
         model_type="glm4",
-        config={**_SMALL, "head_dim": 64, "vocab_size": 304, "pad_token_id": 296},
+        config={**SMALL, "head_dim": 64, "vocab_size": 304, "pad_token_id": 296},
         tokenizer="arch/llama3/tokenizer",
         pre="glm4",
         extra_files=_glm4_tokenizer(),
@@ -351,7 +345,7 @@ CASES = [
         hf_class="Mistral3ForConditionalGeneration",
         model_type="mistral3",
         config={
-            "text_config": {**_SMALL, "model_type": "mistral"},
+            "text_config": {**SMALL, "model_type": "mistral"},
             "vision_config": _PIXTRAL_TINY,
         },
         tokenizer="arch/llama3/tokenizer",

@@ -9,29 +9,18 @@ llama-quantize. tests/test_card_goldens.py covers many more names and cards key 
 
 from __future__ import annotations
 
+from card_cases import SMOLLM2_CARD
 from family_fixtures import FamilyCase
 
-_CARD = """---
-library_name: transformers
-license: apache-2.0
-language:
-- en
-pipeline_tag: text-generation
-tags:
-- safetensors
-- onnx
-- transformers.js
-base_model:
-- HuggingFaceTB/SmolLM2-135M
-datasets:
-- HuggingFaceTB/smoltalk
----
+from family_cases import TINY_LLAMA
 
-
-# SmolLM2
-
-SmolLM2 is a family of compact language models.
-"""
+# The SmolLM2 card of tests/card_cases.py with a dataset and a body after the front matter.
+_FRONT, _, _ = SMOLLM2_CARD.rpartition("---\n")
+_CARD = (
+    _FRONT
+    + "datasets:\n- HuggingFaceTB/smoltalk\n---\n\n\n# SmolLM2\n\n"
+    + "SmolLM2 is a family of compact language models.\n"
+)
 
 _GENERATION = """{
   "bos_token_id": 296,
@@ -50,17 +39,7 @@ CASES = [
         name="llama_model_card",
         hf_class="LlamaForCausalLM",
         model_type="llama",
-        config={
-            "hidden_size": 256,
-            "intermediate_size": 320,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
-            "vocab_size": 300,
-            "bos_token_id": 296,
-            "eos_token_id": 297,
-            "tie_word_embeddings": True,
-        },
+        config=dict(TINY_LLAMA),
         tokenizer="arch/llama3/tokenizer",
         outtypes=("bf16", "q8_0"),
         ftypes=("q4_k_m",),
