@@ -32,6 +32,8 @@ GROUP_MAX_EPS = np.float32(1e-15)  # ggml's GROUP_MAX_EPS: below this a group co
 CHUNK_BLOCKS = 512
 _QX_STEPS = [s for s in range(-9, 10) if s != 0]  # make_qx_quants' 18 extra candidate scales
 _Q3_PASSES = 5  # make_q3_quants: at most 5 refinement passes per group
+_SAFE = np.float32(4194304.0)  # 2**22: below it np.rint is exactly nearest_int
+_WORKSPACE = threading.local()  # make_qx_quants' reused arrays, one set per thread
 
 
 def quantize_in_chunks(
@@ -243,9 +245,6 @@ def _final_levels(
     return np.add(v, np.float32(nmax), out=v).astype(np.int8)
 
 
-_WORKSPACE = threading.local()
-
-
 def _workspace(shape: tuple[int, int]) -> tuple[F32, npt.NDArray[np.bool_]]:
     """Five float32 arrays and one bool array of ``shape`` for make_qx_quants, reused per thread.
 
@@ -258,9 +257,6 @@ def _workspace(shape: tuple[int, int]) -> tuple[F32, npt.NDArray[np.bool_]]:
         _WORKSPACE.flags = np.empty(size, dtype=np.bool_)
     flags: npt.NDArray[np.bool_] = _WORKSPACE.flags
     return floats[: 5 * size].reshape(5, *shape), flags[:size].reshape(shape)
-
-
-_SAFE = np.float32(4194304.0)  # 2**22: below it np.rint is exactly nearest_int
 
 
 @dataclass(frozen=True, slots=True)
