@@ -140,6 +140,21 @@ def test_search_matches_a_float32_transliteration_of_ggml_on_branch_reaching_gro
         _check(x, np.abs(x), SEARCHES[search])
 
 
+@pytest.mark.parametrize("search", list(SEARCHES), ids=str)
+def test_a_zero_minimum_keeps_the_sign_of_the_first_zero_as_in_c(search):
+    # Found by the drawn-groups test below: NumPy's minimum of +0.0 and -0.0 may be either, C's
+    # strict running comparison keeps the first; weighted Q4_1/Q5_1 store -min as the block's m.
+    x = np.full((16, 4), -0.0, dtype=np.float32)
+    x[0, 0] = 0.0  # +0.0 first, -0.0 after: C's min is +0.0
+    x[:, 1] = 0.0
+    x[5, 1] = -0.0  # the same the other way round
+    x[:, 2] = np.abs(np.linspace(0.0, 3.0, 16, dtype=np.float32))
+    x[7, 2] = -0.0  # a zero minimum in a group that is not flat
+    x[:, 3] = -x[:, 2]
+    for w in (np.zeros_like(x), np.ones_like(x)):
+        _check(x, w, SEARCHES[search])
+
+
 @settings(max_examples=25, deadline=None)
 @given(
     search=st.sampled_from(list(SEARCHES)),
@@ -164,6 +179,8 @@ def test_weighted_search_kernels_match_live_ggml_on_positive_and_one_block_rows(
     rows[2] = rng.integers(0, 5, 256)  # positive ties
     rows[3, ::3] = 0.0
     rows[4] *= 1e-20
+    rows[5] = -0.0
+    rows[5, ::32] = 0.0  # blocks of zeros, +0.0 first: C's m is +0.0 (-min of a +0.0 minimum)
     imatrix = rng.gamma(0.5, 2.0, 256)
     imatrix[:40] = 0.0
     for i, row in enumerate(rows.astype(np.float32)):

@@ -97,6 +97,20 @@ def _factors(nmax: int, rmin: float, rdelta: float, nstep: int) -> list[np.float
     ]
 
 
+def _sign_zero_minima_as_c(x: F32, low: F32) -> None:
+    """Give a column minimum of zero the sign C's running minimum gives it, in place.
+
+    C's ``if (x[i] < min) min = x[i]`` from ``min = x[0]`` keeps the first of equal values, so a
+    zero minimum carries the sign of the column's first zero, where NumPy's reduction may return
+    either. Only the sign differs, and it reaches the bytes only through ``-min`` of a flat column,
+    which Q4_1 and Q5_1 store as the block's m (a block of zeros, +0.0 first and -0.0 later).
+    """
+    zero = np.flatnonzero(low == 0)
+    if zero.size:
+        first = np.argmax(x[:, zero] == 0, axis=0)
+        low[zero] = x[first, zero]
+
+
 def make_qkx2_quants(
     x: F32,
     w: F32,
@@ -115,6 +129,7 @@ def make_qkx2_quants(
     are rebuilt once.
     """
     extremes = np.stack([np.minimum.reduce(x, axis=0), np.maximum.reduce(x, axis=0)])
+    _sign_zero_minima_as_c(x, extremes[0])
     fit = _Fit(np.add.reduce(w, axis=0), np.add.reduce(w * x, axis=0))
     mn = np.where(extremes[0] > 0, _ZERO, extremes[0]).astype(np.float32)
     flat = extremes[1] == mn
