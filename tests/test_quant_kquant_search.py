@@ -155,6 +155,17 @@ def test_a_zero_minimum_keeps_the_sign_of_the_first_zero_as_in_c(search):
         _check(x, w, SEARCHES[search])
 
 
+@pytest.mark.parametrize("search", list(SEARCHES), ids=str)
+def test_a_sum_of_negative_zeros_is_negative_zero_as_in_c(search):
+    # Also found by the drawn-groups test: C's sum_x starts from its first term, so -0.0 terms
+    # only sum to -0.0, which signs the fitted min; NumPy's reduction starts from +0.0.
+    x = np.full((16, 2), -0.0, dtype=np.float32)
+    x[15] = -528.46405
+    w = np.zeros_like(x)
+    w[0] = 484.4961
+    _check(x, w, SEARCHES[search])
+
+
 @settings(max_examples=25, deadline=None)
 @given(
     search=st.sampled_from(list(SEARCHES)),

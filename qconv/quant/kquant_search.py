@@ -111,6 +111,20 @@ def _sign_zero_minima_as_c(x: F32, low: F32) -> None:
         low[zero] = x[first, zero]
 
 
+def _first_term_sum(terms: F32) -> F32:
+    """Column sums as C's ``s = t[0]; s += t[i]``: in order, and -0.0 when every term is -0.0.
+
+    NumPy's reduction starts from +0.0, so it returns +0.0 there; the sign then flows through
+    the fitted min into the m that Q4_1/Q5_1 store (a group of zeros and zero weights).
+    """
+    sums: F32 = np.add.reduce(terms, axis=0)
+    zero = np.flatnonzero(sums == 0)
+    if zero.size:
+        negative = np.logical_and.reduce(np.signbit(terms[:, zero]), axis=0)
+        sums[zero[negative]] = -0.0
+    return sums
+
+
 def make_qkx2_quants(
     x: F32,
     w: F32,
@@ -130,7 +144,7 @@ def make_qkx2_quants(
     """
     extremes = np.stack([np.minimum.reduce(x, axis=0), np.maximum.reduce(x, axis=0)])
     _sign_zero_minima_as_c(x, extremes[0])
-    fit = _Fit(np.add.reduce(w, axis=0), np.add.reduce(w * x, axis=0))
+    fit = _Fit(_first_term_sum(w), _first_term_sum(w * x))
     mn = np.where(extremes[0] > 0, _ZERO, extremes[0]).astype(np.float32)
     flat = extremes[1] == mn
     t = np.empty_like(x)
