@@ -36,6 +36,7 @@ from qconv.plan.mixture import (
     PURE_ALIASES,
     REFUSED_FTYPES,
     MixtureTensor,
+    TypeChoice,
     choose_types,
     default_type,
     llama_quantize_order,
@@ -117,6 +118,26 @@ class ModelFacts:
     n_layer: int | None = None
     n_expert: int = 0
     n_gqa: int = 1
+
+    def choose_types(
+        self,
+        tensors: Sequence[MixtureTensor],
+        target: Target,
+        source_types: Sequence[GGMLType],
+        has_imatrix: bool,
+    ) -> list[TypeChoice]:
+        """llama-quantize's type per tensor for ``target`` on this model (mixture.choose_types)."""
+        return choose_types(
+            tensors,
+            target.ftype,
+            arch=self.arch,
+            pure=target.pure,
+            n_layer=self.n_layer,
+            n_expert=self.n_expert,
+            n_gqa=self.n_gqa,
+            source_types=source_types,
+            has_imatrix=has_imatrix,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,15 +271,10 @@ def _quantized_plans(
         _converter_type(name, data, GGMLType.BF16 if data.dtype == "BF16" else GGMLType.F32)[0]
         for name, data in tensors
     ]
-    choices = choose_types(
+    choices = facts.choose_types(
         [MixtureTensor(name, data.shape) for name, data in tensors],
-        target.ftype,
-        arch=facts.arch,
-        pure=target.pure,
-        n_layer=facts.n_layer,
-        n_expert=facts.n_expert,
-        n_gqa=facts.n_gqa,
-        source_types=intermediate,
+        target,
+        intermediate,
         has_imatrix=imatrix is not None,
     )
     # llama-quantize writes the file whenever it is the tool that would run.

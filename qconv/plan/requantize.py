@@ -22,7 +22,7 @@ from qconv.errors import QuantizationError, UsageError
 from qconv.gguf.constants import GGML_QNT_VERSION, GGUFValueType, Keys
 from qconv.gguf.metadata import KV, kv_uint32
 from qconv.imatrix import Imatrix, importance_for
-from qconv.plan.mixture import MixtureTensor, choose_types, llama_quantize_order
+from qconv.plan.mixture import MixtureTensor, llama_quantize_order
 from qconv.plan.plan import ModelFacts, Target, TensorPlan, refuse_fallbacks
 from qconv.source.gguf import GGUFSource, GGUFTensor
 
@@ -85,15 +85,10 @@ def plan_requantization(
         raise UsageError(f"--imatrix applies to quantized types, not {target.name}")
     facts = gguf_model_facts(source)
     tensors = source.tensors
-    choices = choose_types(
+    choices = facts.choose_types(
         [MixtureTensor(t.name, t.shape) for t in tensors],
-        target.ftype,
-        arch=facts.arch,
-        pure=target.pure,
-        n_layer=facts.n_layer,
-        n_expert=facts.n_expert,
-        n_gqa=facts.n_gqa,
-        source_types=[t.qtype for t in tensors],
+        target,
+        [t.qtype for t in tensors],
         has_imatrix=imatrix is not None,
     )
     plans = []
