@@ -125,7 +125,15 @@ def _tensor_info_bytes(info: TensorInfo) -> bytes:
 
 
 def encode_header(kvs: Sequence[KV], tensors: Sequence[TensorInfo], alignment: int) -> bytes:
-    """Everything before the data section, padded to ``alignment``."""
+    """Everything before the data section, padded to ``alignment``.
+
+    Raises:
+        UsageError: a duplicate key or tensor name, a value its type cannot hold, or a
+            general.alignment that is not a u32 power of two or is not ``alignment``: readers
+            would pad by the key, so a file padded otherwise would not load.
+    """
+    if alignment_of(kvs) != alignment:
+        raise UsageError(f"{Keys.ALIGNMENT} says {alignment_of(kvs)} but the data uses {alignment}")
     keys = [kv.key for kv in kvs]
     if len(set(keys)) != len(keys):
         raise UsageError(
