@@ -60,7 +60,7 @@ class _Fit:
     two, each with C's operands (float32 products commute).
     """
 
-    __slots__ = ("first", "num", "s", "second", "sum_w")
+    __slots__ = ("first", "flags", "num", "s", "second", "sum_w")
 
     def __init__(self, sum_w: F32, sum_x: F32) -> None:
         n_cols = sum_x.shape[0]
@@ -70,9 +70,11 @@ class _Fit:
         self.first = np.empty((3, n_cols), dtype=np.float32)
         self.second = np.empty((3, n_cols), dtype=np.float32)
         self.num = np.empty((3, n_cols), dtype=np.float32)
+        self.flags = np.empty(n_cols, dtype=np.bool_)
 
-    def __call__(self, x: F32, w: F32, levels: F32) -> tuple[F32, F32]:
-        """``(D, [this_scale, this_min])`` per column; C skips columns with D <= 0."""
+    def __call__(self, x: F32, w: F32, levels: F32, out: F32) -> tuple[F32, F32]:
+        """``(D, [this_scale, this_min])`` per column, the latter written into ``out`` (2, n_cols);
+        C skips columns with D <= 0."""
         s, first, num = self.s, self.first, self.num
         sum_products(w, levels, out=s[1])
         sum_products(w, levels, x, out=s[2])
@@ -80,12 +82,13 @@ class _Fit:
         np.multiply(self.sum_w, s[2:4], out=first[0:2])
         np.multiply(s[3], s[0], out=first[2])
         np.subtract(first, np.multiply(s[1], s[0:3], out=self.second), out=num)
-        fitted = np.divide(num[0::2], num[1])
-        positive = np.flatnonzero(fitted[1] > 0)
-        if positive.size:  # C: this_min = 0, this_scale = sum_xl/sum_l2. Few columns: indexed
-            # writes, where np.where or masked ufuncs cost ~2-6 ns per column of the chunk.
-            fitted[0, positive] = s[2, positive] / s[3, positive]
-            fitted[1, positive] = 0
+        fitted = np.divide(num[0::2], num[1], out=out)
+        positive = np.greater(fitted[1], 0, out=self.flags)
+        if np.count_nonzero(positive):  # C: this_min = 0, this_scale = sum_xl/sum_l2. Rare and
+            # few columns: indexed writes, where np.where or masked ufuncs cost ~2-6 ns a column.
+            cols = np.flatnonzero(positive)
+            fitted[0, cols] = s[2, cols] / s[3, cols]
+            fitted[1, cols] = 0
         return num[1], fitted
 
 
@@ -161,28 +164,28 @@ def make_qkx2_quants(
         best = _error_in_place(x, w, levels, scale, mn, use_mad, np.empty_like(mn))
         start = (iscale, mn.copy(), scale)
         factors = _factors(nmax, rmin, rdelta, nstep)
-        # Rows per candidate: its iscale, the min it started from and its scale, kept for the
-        # columns where it is the last winner (picked once below); ``taken``: where it won.
-        rows = np.empty((3, len(factors), x.shape[1]), dtype=np.float32)
+        # Rows per candidate: its iscale, the min it started from, and its fitted scale and min
+        # (written there by the fit), kept for the columns where it is the last winner (picked
+        # once below); ``taken``: where it won.
+        rows = np.empty((4, len(factors), x.shape[1]), dtype=np.float32)
         taken = np.zeros(rows.shape[1:], dtype=np.bool_)
         err, positive_det = np.empty_like(best), np.empty(best.shape, dtype=np.bool_)
         for k, factor in enumerate(factors):
             cand_iscale = np.divide(factor, span, out=rows[0, k])
             levels = _levels(x, mn, cand_iscale, shifted, nmax, t)
-            det, fitted = fit(x, w, levels)
+            det, fitted = fit(x, w, levels, rows[2:4, k])
             _error_in_place(x, w, levels, fitted[0], fitted[1], use_mad, err)
             take = np.less(err, best, out=taken[k])
             take &= np.greater(det, 0, out=positive_det)
-            if not take.any():
+            if not np.count_nonzero(take):  # ~2x faster than take.any()
                 continue
             rows[1, k] = mn
-            rows[2, k] = fitted[0]
             np.putmask(best, take, err)  # in place: ~half np.where's time at these densities
             np.putmask(mn, take, fitted[1])
             np.subtract(extremes, mn, out=shifted)
             np.add(shifted[1], flat_inf, out=span)
         won, last = last_taken(taken)
-        picked = rows[:, last, np.arange(x.shape[1])]
+        picked = rows[:3, last, np.arange(x.shape[1])]
         best_iscale, best_shift, scale = (
             np.where(won, value, first) for value, first in zip(picked, start, strict=True)
         )
