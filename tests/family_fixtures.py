@@ -98,7 +98,18 @@ def _load_cases() -> dict[str, FamilyCase]:
 
 if str(ROOT / "tests") not in sys.path:
     sys.path.insert(0, str(ROOT / "tests"))
-CASES: dict[str, FamilyCase] = _load_cases()
+_cases: dict[str, FamilyCase] | None = None
+
+
+def __getattr__(name: str) -> Any:
+    """``CASES`` (name → FamilyCase) is built on first use, not at import: the case modules import
+    FamilyCase from here, so building it at import made ``import family_cases.llama`` circular."""
+    global _cases
+    if name != "CASES":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if _cases is None:
+        _cases = _load_cases()
+    return _cases
 
 
 def case_dir(case: FamilyCase) -> Path:

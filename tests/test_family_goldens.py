@@ -8,6 +8,8 @@ in one step and compared KV for KV and tensor for tensor (name, type, shape, SHA
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -75,3 +77,21 @@ def test_fused_v5_experts_give_the_per_expert_file(name: str, output: str, tmp_p
     out = tmp_path / "qconv.gguf"
     convert(str(model), out, target=output, jobs=1)
     assert digest(out) == golden_digest(case, output)
+
+
+def test_each_case_module_imports_on_its_own() -> None:
+    """A case module imported first (as an editor or `python -c` would) does not hit a circular
+    import through family_fixtures, and the registry it feeds still finds every case."""
+    tests = Path(__file__).resolve().parent
+    script = (
+        "import sys, importlib, pkgutil\n"
+        f"sys.path[:0] = [{str(tests)!r}, {str(tests.parent / 'tools')!r}]\n"
+        "import family_cases\n"
+        "for info in pkgutil.iter_modules(family_cases.__path__):\n"
+        "    assert importlib.import_module('family_cases.' + info.name).CASES\n"
+        "import family_fixtures\n"
+        "print(len(family_fixtures.CASES))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) == len(CASES)
