@@ -25,6 +25,7 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="uses /proc and 
 
 def _env() -> dict[str, str]:
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(Path(__file__).parent.parent))
+    env["PYTHONFAULTHANDLER"] = "1"  # a hung run dumps its threads on SIGABRT
     env.pop("QCONV_DEBUG", None)
     return env
 
@@ -163,7 +164,7 @@ def test_signals_stop_the_run_cleanly_and_leave_nothing(
         for signum in signals:
             os.killpg(process.pid, signum)
             time.sleep(0.05)
-        _, stderr = process.communicate(timeout=30)
+        _, stderr = _communicate_or_dump(process, timeout=30)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
@@ -171,6 +172,25 @@ def test_signals_stop_the_run_cleanly_and_leave_nothing(
     assert stderr.strip().splitlines() == [message]
     assert list(out_dir.iterdir()) == []
     assert _wait_gone(workers, timeout=5) == []
+
+
+def _communicate_or_dump(process: subprocess.Popen[str], timeout: float) -> tuple[str, str]:
+    """``process.communicate(timeout)``; if the run hangs instead, fail with every thread's stack.
+
+    The environment sets PYTHONFAULTHANDLER, so SIGABRT makes the stuck parent print where each
+    of its threads is. This run failed once by timing out (one full suite in about ten, never
+    in 250 targeted repeats): the dump is what the next failure should show.
+    """
+    try:
+        out, err = process.communicate(timeout=timeout)
+        return out or "", err or ""
+    except subprocess.TimeoutExpired:
+        os.kill(process.pid, signal.SIGABRT)
+        try:
+            _, err = process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            err = "(no dump within 10 s)"
+        raise AssertionError(f"qconv hung after the signals; its threads:\n{err}") from None
 
 
 def _limit_file_size() -> None:
