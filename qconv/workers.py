@@ -179,7 +179,7 @@ def chunk_results(
     """
     jobs = min(check_jobs(jobs), len(chunks))
     if jobs <= 1:
-        yield (convert_chunk(plans[chunk[0]], *chunk[1:]) for chunk in chunks)
+        yield (_worker_chunk_here(plans, chunk) for chunk in chunks)
         return
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     executor = ProcessPoolExecutor(
@@ -255,6 +255,7 @@ def _shared(
 
 
 def _worker_chunk_here(plans: Sequence[TensorPlan], chunk: Chunk) -> npt.NDArray[np.uint8]:
-    """The parent's share: one chunk quantized in this process (the workers run _worker_chunk)."""
+    """One chunk quantized in this process: the parent's share, or every chunk with one job (the
+    workers run _worker_chunk)."""
     index, start, stop, col_start, col_stop = chunk
     return convert_chunk(plans[index], start, stop, col_start, col_stop)

@@ -179,7 +179,7 @@ def _communicate_or_dump(process: subprocess.Popen[str], timeout: float) -> tupl
 
     The environment sets PYTHONFAULTHANDLER, so SIGABRT makes the stuck parent print where each
     of its threads is. This run failed once by timing out (one full suite in about ten, never
-    in 250 targeted repeats): the dump is what the next failure should show.
+    in ~330 targeted and randomized repeats): the dump is what the next failure should show.
     """
     try:
         out, err = process.communicate(timeout=timeout)

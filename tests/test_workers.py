@@ -21,6 +21,8 @@ from qconv.options import ConvertOptions
 from qconv.plan.plan import TensorPlan
 from qconv.source.safetensors import read_safetensors_header
 
+_QUANTIZE_HERE = workers._worker_chunk_here  # the real one, wrapped by the counter below
+
 
 @pytest.fixture
 def many_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -31,38 +33,36 @@ def many_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-def _run(path: Path, jobs: int) -> tuple[list[npt.NDArray[np.uint8]], int, int]:
+def _run(
+    path: Path, jobs: int, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[npt.NDArray[np.uint8]], int, int]:
     """(results in order, chunks the parent quantized, most worker processes seen at once)."""
     plans = plan_conversion(str(path), ConvertOptions(target="q4_0", arch="generic")).plans
     chunks = pipeline._chunks(plans)
     in_parent = 0
-    real = workers._worker_chunk_here
 
     def counted(plans: list[TensorPlan], chunk: workers.Chunk) -> npt.NDArray[np.uint8]:
         nonlocal in_parent
         in_parent += 1
-        return real(plans, chunk)
+        return _QUANTIZE_HERE(plans, chunk)
 
-    workers._worker_chunk_here = counted  # type: ignore[assignment]
+    monkeypatch.setattr(workers, "_worker_chunk_here", counted)
     children = 0
-    try:
-        with workers.chunk_results(plans, chunks, jobs) as results:
-            out = []
-            for result in results:
-                out.append(result)
-                children = max(children, len(multiprocessing.active_children()))
-    finally:
-        workers._worker_chunk_here = real  # type: ignore[assignment]
+    with workers.chunk_results(plans, chunks, jobs) as results:
+        out = []
+        for result in results:
+            out.append(result)
+            children = max(children, len(multiprocessing.active_children()))
     assert len(out) == len(chunks) == 64
     return out, in_parent, children
 
 
 @pytest.mark.parametrize("jobs", [2, 3])
 def test_jobs_counts_the_parent_which_quantizes_a_share_of_the_chunks(
-    many_chunks: Path, jobs: int
+    many_chunks: Path, jobs: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    alone, _, none = _run(many_chunks, 1)
-    shared, in_parent, children = _run(many_chunks, jobs)
+    alone, _, none = _run(many_chunks, 1, monkeypatch)
+    shared, in_parent, children = _run(many_chunks, jobs, monkeypatch)
     assert none == 0
     assert children == jobs - 1
     assert 0 < in_parent < len(shared)  # the workers took the rest

@@ -132,8 +132,9 @@ def encode_header(kvs: Sequence[KV], tensors: Sequence[TensorInfo], alignment: i
             general.alignment that is not a u32 power of two or is not ``alignment``: readers
             would pad by the key, so a file padded otherwise would not load.
     """
-    if alignment_of(kvs) != alignment:
-        raise UsageError(f"{Keys.ALIGNMENT} says {alignment_of(kvs)} but the data uses {alignment}")
+    declared = alignment_of(kvs)
+    if declared != alignment:
+        raise UsageError(f"{Keys.ALIGNMENT} says {declared} but the data uses {alignment}")
     keys = [kv.key for kv in kvs]
     if len(set(keys)) != len(keys):
         raise UsageError(
