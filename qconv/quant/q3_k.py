@@ -27,11 +27,11 @@ import numpy as np
 import numpy.typing as npt
 
 from qconv.gguf.constants import QUANT_SIZES, GGMLType
+from qconv.quant.kquant_q3 import make_q3_quants
 from qconv.quant.kquant_qx import (
     block_major,
     element_major,
     first_absmax,
-    make_q3_quants,
     make_qx_quants,
     quantize_in_chunks,
     round_signed_levels,
