@@ -102,39 +102,67 @@ def safe_max_of(amax: F32, signed: F32) -> tuple[npt.NDArray[np.bool_], F32]:
     return zero, np.where(zero, np.float32(1), signed)
 
 
-@functools.lru_cache(maxsize=4)  # one entry per chunk shape and nmax
-def _ceiling(shape: tuple[int, ...], value: int) -> F32:
-    """A full constant array: np.minimum with it beats a scalar operand or np.clip."""
-    full = np.full(shape, value, dtype=np.float32)
-    full.flags.writeable = False
-    return full
+def _levels(x: F32, iscale: F32, nmax: int, out: F32) -> F32:
+    """``clamp(nearest_int(iscale*x), -nmax, nmax-1)`` as float32, for finite x.
 
-
-def _levels(x: F32, iscale: F32, nmax: int, out: F32, reach: float) -> F32:
-    """``clamp(nearest_int(iscale*x), -nmax, nmax-1)`` as float32.
-
-    ``np.rint`` equals nearest_int because |iscale*x| <= nmax + 1 for finite x (|x| <= |max|).
-    ``reach`` is |iscale*max|, the numerator of iscale: every |iscale*x| is at most reach*(1+2u),
-    so below nmax + 0.5 nothing rounds under -nmax and only the upper clamp is needed (np.minimum
-    with a constant array, ~1.6x faster than np.clip, which wins when both sides are needed), and
-    below nmax - 0.5 (the four smallest candidates) neither is.
+    ``np.rint`` equals nearest_int because |iscale*x| <= nmax + 1 (|x| <= |max|). The search's
+    candidates skip the clamp: see :func:`_clamp_free_inputs`; this is the general path.
     """
     np.multiply(x, iscale, out=out)
     np.rint(out, out=out)
-    if reach < nmax - 0.51:
-        return out
-    if reach < nmax + 0.49:
-        return np.minimum(out, _ceiling(out.shape, nmax - 1), out=out)
     return np.clip(out, -nmax, nmax - 1, out=out)
 
 
-def _levels_any(x: F32, iscale: F32, nmax: int, out: F32, reach: float) -> F32:
+def _clamp_free_inputs(y: F32, amax: F32, nmax: int, out: F32) -> list[F32] | None:
+    """Per candidate, an array ``z`` with ``rint(z*iscale)`` equal to C's clamped level of ``y``.
+
+    ``y`` is a chunk with each column's signed maximum positive (see make_qx_quants) and ``amax``
+    that maximum, so ``iscale = -reach/amax``. The clamp binds only near the extremes: with
+    ``u = y/amax``, y*iscale is about ``-u*reach``, so elements near +amax reach the floor -nmax
+    and those near -amax the ceiling nmax-1 only where |u|*reach passes nmax -/+ 0.5. For a set
+    of candidates there is a fraction ``f`` whose every reach lands f*reach strictly inside the
+    rounding interval of the clamped level; moving every element beyond f*amax to exactly
+    f*amax (one pass per bound) then gives each candidate its clamped level without a clamp,
+    saving a pass per candidate. The sets: reach below nmax - 0.5 (no clamp can bind), up to
+    nmax + 0.5 (only the ceiling), above (both). The 0.01-level margins dwarf float32 rounding of
+    y*iscale. None when some interval is empty (nmax < 2), for the general path. ``out`` holds
+    two arrays like ``y`` for the clipped copies.
+    """
+    kinds, fractions = _clamp_sets(nmax)
+    if not fractions:
+        return None
+    ceiling1, ceiling2, floor2 = (np.float32(f) * amax for f in fractions)
+    inputs = (
+        y,
+        np.maximum(y, np.negative(ceiling1), out=out[0]),
+        np.minimum(np.maximum(y, np.negative(ceiling2), out=out[1]), floor2, out=out[1]),
+    )
+    return [inputs[kind] for kind in kinds]
+
+
+@functools.lru_cache(maxsize=4)
+def _clamp_sets(nmax: int) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """Which set (0 none, 1 ceiling, 2 both) each candidate is in, and the fractions of max
+    (ceiling of set 1, ceiling of set 2, floor of set 2) that :func:`_clamp_free_inputs` clips
+    to; no fractions when an interval is empty."""
+    reach = _reaches(nmax).astype(np.float64)
+    kinds = np.where(reach < nmax - 0.51, 0, np.where(reach < nmax + 0.49, 1, 2))
+    fractions = []
+    for kind, level in ((1, nmax - 1), (2, nmax - 1), (2, nmax)):
+        members = reach[kinds == kind]
+        low, high = (level - 0.49) / members.min(), (level + 0.49) / members.max()
+        if not 0 < low < high:
+            return tuple(kinds.tolist()), ()
+        fractions.append(float((low + high) / 2))
+    return tuple(kinds.tolist()), tuple(fractions)
+
+
+def _levels_any(x: F32, iscale: F32, nmax: int, out: F32) -> F32:
     """:func:`_levels` for groups holding inf or NaN, where np.rint's NaN is not C's level.
 
     ``0*inf`` (an inf max makes iscale 0) and NaN inputs give NaN, whose nearest_int is 0 in C;
     with finite quant weights that 0 keeps ``(w*L)*L`` at 0 where a NaN level would spread.
     """
-    del reach  # the clamp bounds do not hold for non-finite products
     out[...] = np.clip(nearest_int(np.multiply(x, iscale, dtype=np.float32)), -nmax, nmax - 1)
     return out
 
@@ -187,47 +215,62 @@ def make_qx_quants(
     ``0..2*nmax-1``. Only each candidate's two sums are kept during the search; L is rebuilt once
     at the end from the winner's inverse scale.
     """
+    reach = _reaches(nmax)
+    rows, chunk, positive = _workspace((reach.shape[0], x.shape[1]), x.shape)
     amax, signed = first_absmax(x)
     zero, safe_max = safe_max_of(amax, signed)
-    w = x * x if weights is None else weights
-    wx = w * x
-    lev = np.empty_like(x)
+    w = np.multiply(x, x, out=chunk[0]) if weights is None else weights
+    wx = np.multiply(w, x, out=chunk[1])
+    lev = chunk[2]
     # One pass decides whether the fast rounding is exact for every candidate (a non-finite
     # column sum flags inf or NaN; an overflowing sum only costs the slow path).
     finite = bool(np.isfinite(np.add.reduce(x, axis=0)).all())
-    levels_of = _levels if finite else _levels_any
+    if finite:
+        # Levels come from y = x*sign(max) and iscale = -reach/|max|: both sign flips are exact,
+        # so y*iscale is C's x*iscale bit for bit, and every column's max is positive, which
+        # makes the clamp-free inputs one-sided. (Sums still use x.)
+        y = np.multiply(x, np.where(signed < 0, np.float32(-1), np.float32(1)), out=chunk[3])
+        divisor = np.abs(safe_max)
+        inputs = _clamp_free_inputs(y, divisor, nmax, chunk[4:])
+    else:
+        y, divisor, inputs = x, safe_max, None
     # Every candidate's sums go into rows of a reused workspace (fresh megabytes cost page
     # faults), row 0 C's first scale (reach nmax) and then its 18 others; C's acceptance test,
-    # which depends on the running best, then runs on those rows with four small operations per
-    # candidate and tracks only the winner's index, the rest in whole-array operations: each
-    # call per candidate on column vectors costs about a tenth of an einsum.
-    reach = _reaches(nmax)
-    rows, positive = _workspace((reach.shape[0], x.shape[1]))
-    iscales = np.divide(-reach[:, None], safe_max, out=rows[0])  # C's -(nmax + 0.1f*is)/max
+    # which depends on the running best, then runs on those rows with a few small operations per
+    # candidate on the columns it changes.
+    # C's -(nmax + 0.1f*is)/max, for y's columns (the same up to sign for x's)
+    iscales = np.divide(-reach[:, None], divisor, out=rows[0])
     sumlx, suml2 = rows[1], rows[2]
-    for k, step_reach in enumerate(reach):
-        cand_levels = levels_of(x, iscales[k], nmax, lev, float(step_reach))
+    for k in range(reach.shape[0]):
+        if inputs is not None:
+            cand_levels = np.rint(np.multiply(inputs[k], iscales[k], out=lev), out=lev)
+        elif finite:
+            cand_levels = _levels(y, iscales[k], nmax, lev)
+        else:
+            cand_levels = _levels_any(y, iscales[k], nmax, lev)
         sum_products(wx, cand_levels, out=sumlx[k])
         sum_products(w, cand_levels, cand_levels, out=suml2[k])
-    scales = np.divide(sumlx, suml2, out=rows[4])
-    np.copyto(scales[0], _ZERO, where=suml2[0] == 0)  # C's first scale: suml2 ? sumlx/suml2 : 0
-    gains = np.multiply(scales, sumlx, out=rows[3])  # C's best = scale*sumlx, per candidate
-    squares = np.multiply(sumlx, sumlx, out=sumlx)
     # C accepts a candidate only if suml2 > 0: there -inf squares make one comparison decide.
+    squares = np.multiply(sumlx, sumlx, out=rows[3])
     np.greater(suml2, 0, out=positive)
     if not positive.all():
         np.copyto(squares, -np.inf, where=~positive)
-    best = gains[0].copy()
-    winner = np.zeros(best.shape, dtype=np.intp)
+    scale = np.divide(sumlx[0], suml2[0])
+    np.copyto(scale, _ZERO, where=suml2[0] == 0)  # C: suml2 ? sumlx/suml2 : 0
+    best = np.multiply(scale, sumlx[0])  # C's best = scale*sumlx
+    best_iscale = iscales[0].copy()
     product, better = np.empty_like(best), np.empty(best.shape, dtype=np.bool_)
     for k in range(1, reach.shape[0]):
         np.greater(squares[k], np.multiply(best, suml2[k], out=product), out=better)
-        won = np.flatnonzero(better)  # few columns win per candidate: a masked np.where
-        best[won] = gains[k, won]  # would cost ~4 ns per column
-        winner[won] = k
-    column = np.arange(best.shape[0])
-    scale, best_iscale = scales[winner, column], iscales[winner, column]
-    levels = _final_levels(x, best_iscale, nmax, finite, lev)
+        # About 1.2 wins per column over all candidates: indexed updates of the winners beat
+        # masked whole-vector ones (np.where, copyto) at ~4 ns per column.
+        won = np.flatnonzero(better)
+        gained = sumlx[k, won]
+        won_scale = gained / suml2[k, won]
+        scale[won] = won_scale
+        best[won] = won_scale * gained
+        best_iscale[won] = iscales[k, won]
+    levels = _final_levels(y, best_iscale, nmax, finite, lev)
     levels[:, zero] = 0
     return np.where(zero, np.float32(0), scale), levels
 
@@ -244,15 +287,22 @@ def _final_levels(
     return np.add(v, np.float32(nmax), out=v).astype(np.int8)
 
 
-def _workspace(shape: tuple[int, int]) -> tuple[F32, npt.NDArray[np.bool_]]:
-    """Five float32 arrays and one bool array of ``shape`` for make_qx_quants, reused per thread.
+def _workspace(
+    rows_shape: tuple[int, int], chunk_shape: tuple[int, int]
+) -> tuple[F32, F32, npt.NDArray[np.bool_]]:
+    """make_qx_quants' scratch, reused per thread: four float32 arrays of ``rows_shape`` (per
+    candidate and column), six of ``chunk_shape`` (like x) and one bool array of ``rows_shape``.
 
-    The contents are scratch: nothing returned from make_qx_quants points into them.
+    Fresh megabytes cost page faults, which on this kind of machine take as long as the
+    arithmetic on them. Nothing returned from make_qx_quants points into the scratch.
     """
-    size = shape[0] * shape[1]
+    rows_size, chunk_size = rows_shape[0] * rows_shape[1], chunk_shape[0] * chunk_shape[1]
+    need = 4 * rows_size + 6 * chunk_size
     floats: F32 | None = getattr(_WORKSPACE, "floats", None)
-    if floats is None or floats.size < 5 * size:
-        floats = _WORKSPACE.floats = np.empty(5 * size, dtype=np.float32)
-        _WORKSPACE.flags = np.empty(size, dtype=np.bool_)
+    if floats is None or floats.size < need:
+        floats = _WORKSPACE.floats = np.empty(need, dtype=np.float32)
+        _WORKSPACE.flags = np.empty(rows_size, dtype=np.bool_)
     flags: npt.NDArray[np.bool_] = _WORKSPACE.flags
-    return floats[: 5 * size].reshape(5, *shape), flags[:size].reshape(shape)
+    rows = floats[: 4 * rows_size].reshape(4, *rows_shape)
+    chunk = floats[4 * rows_size : need].reshape(6, *chunk_shape)
+    return rows, chunk, flags[:rows_size].reshape(rows_shape)
