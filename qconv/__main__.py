@@ -1,3 +1,5 @@
-from qconv.cli import app
+"""``python -m qconv``: the ``qconv`` command's own entry point (qconv_launcher.py)."""
 
-app()
+from qconv_launcher import main
+
+main()

@@ -71,7 +71,7 @@ def _wait_for(condition: Callable[[], object], timeout: float = 60) -> None:
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting for the conversion to reach its data")
-        time.sleep(0.02)
+        time.sleep(0.005)
 
 
 def _workers_started(process: subprocess.Popen[str], n: int = 2) -> Callable[[], bool]:
@@ -172,6 +172,36 @@ def test_signals_stop_the_run_cleanly_and_leave_nothing(
     assert stderr.strip().splitlines() == [message]
     assert list(out_dir.iterdir()) == []
     assert _wait_gone(workers, timeout=5) == []
+
+
+def _loads_numpy(pid: int) -> bool:
+    """True once ``pid`` has mapped NumPy's core library: it is importing qconv."""
+    try:
+        return "_multiarray_umath" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+def test_ctrl_c_while_the_command_loads_is_one_line_and_exit_130(tmp_path: Path) -> None:
+    """The launcher's handler is in place before the heavy imports: no traceback from one."""
+    launcher = "import sys, qconv_launcher; sys.exit(qconv_launcher.main())"  # the console script
+    process = subprocess.Popen(
+        [sys.executable, "-c", launcher, "info", str(tmp_path / "missing.gguf")],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for(lambda: _loads_numpy(process.pid) or process.poll() is not None, timeout=30)
+        process.send_signal(signal.SIGINT)
+        out, stderr = _communicate_or_dump(process, timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stderr
+    assert stderr.splitlines() == ["error: interrupted"]
+    assert out == ""
 
 
 def _communicate_or_dump(process: subprocess.Popen[str], timeout: float) -> tuple[str, str]:

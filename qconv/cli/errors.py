@@ -61,13 +61,31 @@ class Terminated(KeyboardInterrupt):
 
 
 @contextlib.contextmanager
+def _ctrl_c_raises() -> Iterator[None]:
+    """Within a command, Ctrl-C raises KeyboardInterrupt where the program is (Python's default),
+    for reported_errors and handled_signals to clean up and report. Outside (loading, parsing the
+    flags, exiting) the ``qconv`` launcher's handler stays, which exits at once without a
+    traceback (qconv_launcher.py); a handler the command installed on purpose is left alone."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if previous is not None and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
 def reported_errors() -> Iterator[None]:
     """Turn library errors into one stderr line and an exit code; QCONV_DEBUG=1 adds a traceback.
 
     Messages are escaped: they can quote tensor names and keys from a hostile checkpoint.
     """
     try:
-        yield
+        with _ctrl_c_raises():
+            yield
     except QconvError as e:
         if os.environ.get("QCONV_DEBUG"):
             traceback.print_exc()
