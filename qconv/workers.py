@@ -194,7 +194,8 @@ def chunk_results(
         with _ctrl_c_deferred():
             executor.shutdown(wait=True, cancel_futures=True)
         raise
-    executor.shutdown(wait=True)
+    with _signals_deferred():
+        executor.shutdown(wait=True)
 
 
 @contextlib.contextmanager
@@ -208,6 +209,33 @@ def _ctrl_c_deferred() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold Ctrl-C, SIGTERM and SIGHUP while concurrent.futures works, then deliver them.
+
+    A handler that raises (the CLI's) would raise inside the pool's locks and conditions, where
+    an exception between acquiring and releasing can leave one held, and the shutdown that
+    follows then waits on it forever. Here the signals are only noted and raised again when the
+    block ends, for whichever handler was in place to act on at a safe point. Blocks are short:
+    bookkeeping, or waiting for one chunk (well under a second).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {
+        signum: signal.signal(signum, lambda n, _: caught.append(n)) for signum in _STOPPING
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            if handler is not None:  # None: set outside Python, cannot be restored from here
+                signal.signal(signum, handler)
+        for pending in dict.fromkeys(caught):
+            signal.raise_signal(pending)
 
 
 def _shared(
@@ -230,13 +258,14 @@ def _shared(
     queued = following = 0  # futures in ``held``; index of the next chunk not yet handed out
     try:
         while held or following < len(chunks):
-            while queued < depth and following < len(chunks) and len(held) < window:
-                # The first submit forks the workers (all of them, for the fork method).
-                with _signals_blocked() if following == 0 else contextlib.nullcontext():
-                    held.append(executor.submit(_worker_chunk, chunks[following]))
-                following, queued = following + 1, queued + 1
-            head = held[0]
-            waiting = isinstance(head, Future) and not head.done()
+            with _signals_deferred():
+                while queued < depth and following < len(chunks) and len(held) < window:
+                    # The first submit forks the workers (all of them, for the fork method).
+                    with _signals_blocked() if following == 0 else contextlib.nullcontext():
+                        held.append(executor.submit(_worker_chunk, chunks[following]))
+                    following, queued = following + 1, queued + 1
+                head = held[0]
+                waiting = isinstance(head, Future) and not head.done()
             if waiting and following < len(chunks) and len(held) < window:
                 held.append(_worker_chunk_here(plans, chunks[following]))
                 following += 1
@@ -244,7 +273,9 @@ def _shared(
             held.popleft()
             if isinstance(head, Future):
                 queued -= 1
-                yield head.result()
+                with _signals_deferred():
+                    result = head.result()
+                yield result
             else:
                 yield head
     except BrokenProcessPool as e:
