@@ -29,7 +29,8 @@ def _exit_quietly(signum: int, frame: FrameType | None) -> None:
 def main() -> None:
     """Run the CLI with the quiet handler installed for everything but the commands' work."""
     for signum in _SIGNALS:
-        if signum is not None:
+        # A signal the process was started ignoring (nohup, a script's background job) stays so.
+        if signum is not None and signal.getsignal(signum) is not signal.SIG_IGN:
             signal.signal(signum, _exit_quietly)
     from qconv.cli import app
 

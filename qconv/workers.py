@@ -75,11 +75,12 @@ def _init_worker(plans: Sequence[TensorPlan], parent: int) -> None:
     global _worker_plans
     _worker_plans = plans
     # Ctrl-C reaches the whole process group: the parent handles it and drains the workers.
-    # SIGTERM and SIGHUP keep their default (fork copied the CLI's handlers): the pool itself
-    # stops a broken pool's workers with SIGTERM.
+    # SIGTERM and SIGHUP get their default back (fork copied the CLI's handlers): the pool itself
+    # stops a broken pool's workers with SIGTERM. One the parent ignores (the process was started
+    # ignoring it, as under nohup) stays ignored, or it would kill the workers under a live run.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for signum in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
-        if signum is not None:
+        if signum is not None and signal.getsignal(signum) is not signal.SIG_IGN:
             signal.signal(signum, signal.SIG_DFL)
     if hasattr(signal, "pthread_sigmask"):  # blocked since the fork (_signals_blocked)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPPING)
@@ -225,9 +226,8 @@ def _signals_deferred() -> Iterator[None]:
         yield
         return
     caught: list[int] = []
-    previous = {
-        signum: signal.signal(signum, lambda n, _: caught.append(n)) for signum in _STOPPING
-    }
+    heeded = [s for s in _STOPPING if signal.getsignal(s) is not signal.SIG_IGN]  # nohup: stays
+    previous = {signum: signal.signal(signum, lambda n, _: caught.append(n)) for signum in heeded}
     try:
         yield
     finally:

@@ -204,6 +204,35 @@ def test_ctrl_c_while_the_command_loads_is_one_line_and_exit_130(tmp_path: Path)
     assert out == ""
 
 
+@pytest.mark.parametrize(
+    "signum", [signal.SIGHUP, signal.SIGINT], ids=["nohup-then-hangup", "background-job-ctrl-c"]
+)
+def test_a_signal_the_run_was_started_ignoring_does_not_stop_it(
+    slow_model: Path, tmp_path: Path, signum: int
+) -> None:
+    """``nohup`` starts a command ignoring SIGHUP, and a script's background jobs ignore Ctrl-C:
+    the conversion goes on through the signal, in the parent and in its workers."""
+    output = tmp_path / "m.gguf"
+    process = subprocess.Popen(
+        _qconv(str(slow_model), "-t", "q4_k", "--pure", "-j", "3", "-o", str(output)),
+        env=_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signum, signal.SIG_IGN),
+    )
+    try:
+        _wait_for(_workers_started(process))
+        os.killpg(process.pid, signum)
+        _, stderr = _communicate_or_dump(process, timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 0, stderr
+    assert stderr == ""
+    assert output.stat().st_size > 0
+
+
 def _communicate_or_dump(process: subprocess.Popen[str], timeout: float) -> tuple[str, str]:
     """``process.communicate(timeout)``; if the run hangs instead, fail with every thread's stack.
 

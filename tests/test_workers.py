@@ -92,9 +92,14 @@ def test_a_signal_during_pool_bookkeeping_is_delivered_when_it_ends() -> None:
     """A KeyboardInterrupt raised inside concurrent.futures' locks can leave one held and hang
     the shutdown; inside the bookkeeping a signal only waits, and then reaches the handler."""
     reached = []
-    with pytest.raises(KeyboardInterrupt), workers._signals_deferred():
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(0.05)  # Python would have run the handler by now
-        reached.append("end of block")
+    # Python's own handler, whatever this process inherited (a background job ignores Ctrl-C).
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt), workers._signals_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # Python would have run the handler by now
+            reached.append("end of block")
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     assert reached == ["end of block"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
