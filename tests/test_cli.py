@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from hub_layout import make_hub_cache
 from synthetic import write_safetensors
+from terminal_signals import as_in_a_terminal
 from typer.testing import CliRunner
 
 from qconv import __version__
@@ -220,7 +221,11 @@ def test_ctrl_c_mid_conversion_exits_130_and_leaves_no_file(tmp_path: Path) -> N
     cmd = [sys.executable, "-m", "qconv", "convert", str(model), "--arch", "generic"]
     cmd += ["-t", "q4_k", "--pure"]
     process = subprocess.Popen(
-        [*cmd, "-o", str(out_dir / "m.gguf")], env=_env(), stderr=subprocess.PIPE, text=True
+        [*cmd, "-o", str(out_dir / "m.gguf")],
+        env=_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=as_in_a_terminal,
     )
     deadline = time.monotonic() + 60
     while not list(out_dir.glob(".m.gguf.*.partial")) and time.monotonic() < deadline:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from synthetic import write_safetensors
+from terminal_signals import as_in_a_terminal, ignoring
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="uses /proc and Linux signals")
 
@@ -101,6 +102,7 @@ def test_killing_the_parent_ends_its_workers(slow_model: Path, tmp_path: Path, s
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
+        preexec_fn=as_in_a_terminal,
     )
     try:
         _wait_for(_workers_started(process))
@@ -157,6 +159,7 @@ def test_signals_stop_the_run_cleanly_and_leave_nothing(
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=as_in_a_terminal,
     )
     try:
         _wait_for(_workers_started(process))
@@ -191,6 +194,7 @@ def test_ctrl_c_while_the_command_loads_is_one_line_and_exit_130(tmp_path: Path)
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=as_in_a_terminal,
     )
     try:
         _wait_for(lambda: _loads_numpy(process.pid) or process.poll() is not None, timeout=30)
@@ -219,7 +223,7 @@ def test_a_signal_the_run_was_started_ignoring_does_not_stop_it(
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
-        preexec_fn=lambda: signal.signal(signum, signal.SIG_IGN),
+        preexec_fn=lambda: ignoring(signum),
     )
     try:
         _wait_for(_workers_started(process))
