@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -34,6 +35,13 @@ def _env() -> dict[str, str]:
 def _qconv(*args: str) -> list[str]:
     """``qconv convert -q``: no progress bar, warnings or summary, so stderr holds only errors."""
     return [sys.executable, "-m", "qconv", "convert", "-q", "--arch", "generic", *args]
+
+
+def _start(command: list[str], **streams: Any) -> subprocess.Popen[str]:
+    """Start ``command`` as a terminal would: the test environment and the default dispositions
+    of the signals a test sends (see terminal_signals), with text streams."""
+    streams.setdefault("preexec_fn", as_in_a_terminal)
+    return subprocess.Popen(command, env=_env(), text=True, **streams)
 
 
 @pytest.fixture(scope="module")
@@ -96,13 +104,10 @@ def test_killing_the_parent_ends_its_workers(slow_model: Path, tmp_path: Path, s
 
     stdout is a pipe nobody reads, so the parent blocks writing while the workers sit idle.
     """
-    process = subprocess.Popen(
+    process = _start(
         _qconv(str(slow_model), "-t", "q4_0", "-j", "3", "-o", "-"),
-        env=_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
-        text=True,
-        preexec_fn=as_in_a_terminal,
     )
     try:
         _wait_for(_workers_started(process))
@@ -153,13 +158,10 @@ def test_signals_stop_the_run_cleanly_and_leave_nothing(
     """Signals go to the whole process group, as a terminal sends Ctrl-C and a hangup."""
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    process = subprocess.Popen(
+    process = _start(
         _qconv(str(slow_model), "-t", "q4_k", "--pure", "-j", "3", "-o", str(out_dir / "m.gguf")),
-        env=_env(),
         stderr=subprocess.PIPE,
-        text=True,
         start_new_session=True,
-        preexec_fn=as_in_a_terminal,
     )
     try:
         _wait_for(_workers_started(process))
@@ -188,13 +190,10 @@ def _loads_numpy(pid: int) -> bool:
 def test_ctrl_c_while_the_command_loads_is_one_line_and_exit_130(tmp_path: Path) -> None:
     """The launcher's handler is in place before the heavy imports: no traceback from one."""
     launcher = "import sys, qconv_launcher; sys.exit(qconv_launcher.main())"  # the console script
-    process = subprocess.Popen(
+    process = _start(
         [sys.executable, "-c", launcher, "info", str(tmp_path / "missing.gguf")],
-        env=_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=as_in_a_terminal,
     )
     try:
         _wait_for(lambda: _loads_numpy(process.pid) or process.poll() is not None, timeout=30)
@@ -217,11 +216,9 @@ def test_a_signal_the_run_was_started_ignoring_does_not_stop_it(
     """``nohup`` starts a command ignoring SIGHUP, and a script's background jobs ignore Ctrl-C:
     the conversion goes on through the signal, in the parent and in its workers."""
     output = tmp_path / "m.gguf"
-    process = subprocess.Popen(
+    process = _start(
         _qconv(str(slow_model), "-t", "q4_k", "--pure", "-j", "3", "-o", str(output)),
-        env=_env(),
         stderr=subprocess.PIPE,
-        text=True,
         start_new_session=True,
         preexec_fn=lambda: ignoring(signum),
     )
