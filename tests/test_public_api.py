@@ -45,3 +45,23 @@ def test_options_record_and_keywords_give_the_same_plan(tiny_checkpoint: Path) -
 def test_unknown_keyword_is_a_usage_error_naming_it(tiny_checkpoint: Path) -> None:
     with pytest.raises(qconv.UsageError, match="tpye"):
         qconv.convert(str(tiny_checkpoint), tpye="q4_0")
+
+
+@pytest.mark.parametrize("args", [["--version"], ["info", "missing.gguf"]], ids=["version", "info"])
+def test_quick_commands_load_neither_the_conversion_machinery_nor_pydantic(
+    args: list[str], tmp_path: Path
+) -> None:
+    """The public names load on first use, and typer stays below 0.29 (which builds a pydantic
+    adapter per parameter on every run): `qconv info` and `--version` start in a fraction of
+    the time a conversion needs to load."""
+    launcher = "import sys, qconv_launcher; sys.exit(qconv_launcher.main())"  # the console script
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", launcher, *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    imported = {line.rpartition("|")[2].strip() for line in done.stderr.splitlines()}
+    assert "qconv.cli.app" in imported  # the probe sees qconv's own imports
+    heavy = {"qconv.conversion", "qconv.pipeline", "qconv.workers", "qconv.model", "pydantic"}
+    assert not heavy & imported
