@@ -25,8 +25,8 @@ test: lint
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check qconv qconv_launcher.py tests tools
-	$(BIN)/ruff format --check qconv qconv_launcher.py tests tools
+	$(BIN)/ruff check qconv tests tools
+	$(BIN)/ruff format --check qconv tests tools
 	$(BIN)/mypy
 
 ## bench: speed and memory figures for docs/performance.md, and KL divergence with/without --imatrix

@@ -1,5 +1,5 @@
-"""``python -m qconv``: the ``qconv`` command's own entry point (qconv_launcher.py)."""
+"""``python -m qconv``: the ``qconv`` command's own entry point (qconv/launcher.py)."""
 
-from qconv_launcher import main
+from qconv.launcher import main
 
 main()

@@ -31,6 +31,7 @@ import numpy.typing as npt
 from qconv import quant
 from qconv.errors import QconvError, QuantizationError, UsageError
 from qconv.plan.plan import TensorPlan
+from qconv.signals import STOPPING, heeded_signals
 from qconv.source.gguf import GGUFTensor
 
 __all__ = ["Chunk", "check_jobs", "chunk_results", "convert_chunk", "default_jobs", "max_jobs"]
@@ -79,15 +80,11 @@ def _init_worker(plans: Sequence[TensorPlan], parent: int) -> None:
     # stops a broken pool's workers with SIGTERM. One the parent ignores (the process was started
     # ignoring it, as under nohup) stays ignored, or it would kill the workers under a live run.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    for signum in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
-        if signum is not None and signal.getsignal(signum) is not signal.SIG_IGN:
-            signal.signal(signum, signal.SIG_DFL)
+    for signum in heeded_signals():  # SIGINT is ignored by now
+        signal.signal(signum, signal.SIG_DFL)
     if hasattr(signal, "pthread_sigmask"):  # blocked since the fork (_signals_blocked)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPPING)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPPING)
     _die_with_parent(parent)
-
-
-_STOPPING = {signal.SIGINT, signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])}
 
 
 @contextlib.contextmanager
@@ -102,7 +99,7 @@ def _signals_blocked() -> Iterator[None]:
     if not hasattr(signal, "pthread_sigmask"):
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPPING)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOPPING)
     try:
         yield
     finally:
@@ -226,8 +223,9 @@ def _signals_deferred() -> Iterator[None]:
         yield
         return
     caught: list[int] = []
-    heeded = [s for s in _STOPPING if signal.getsignal(s) is not signal.SIG_IGN]  # nohup: stays
-    previous = {signum: signal.signal(signum, lambda n, _: caught.append(n)) for signum in heeded}
+    previous = {
+        signum: signal.signal(signum, lambda n, _: caught.append(n)) for signum in heeded_signals()
+    }
     try:
         yield
     finally:

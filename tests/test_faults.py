@@ -189,7 +189,7 @@ def _loads_numpy(pid: int) -> bool:
 
 def test_ctrl_c_while_the_command_loads_is_one_line_and_exit_130(tmp_path: Path) -> None:
     """The launcher's handler is in place before the heavy imports: no traceback from one."""
-    launcher = "import sys, qconv_launcher; sys.exit(qconv_launcher.main())"  # the console script
+    launcher = "import sys, qconv.launcher; sys.exit(qconv.launcher.main())"  # the console script
     process = _start(
         [sys.executable, "-c", launcher, "info", str(tmp_path / "missing.gguf")],
         stdout=subprocess.PIPE,
@@ -238,8 +238,9 @@ def _communicate_or_dump(process: subprocess.Popen[str], timeout: float) -> tupl
     """``process.communicate(timeout)``; if the run hangs instead, fail with every thread's stack.
 
     The environment sets PYTHONFAULTHANDLER, so SIGABRT makes the stuck parent print where each
-    of its threads is. This run failed once by timing out (one full suite in about ten, never
-    in ~330 targeted and randomized repeats): the dump is what the next failure should show.
+    of its threads is. The Ctrl-C-three-times run failed once by timing out (one full suite in
+    about ten, never in ~330 targeted and randomized repeats); signals have waited out the pool's
+    bookkeeping since (workers._signals_deferred), the likeliest cause. A dump would show another.
     """
     try:
         out, err = process.communicate(timeout=timeout)

@@ -54,7 +54,7 @@ def test_quick_commands_load_neither_the_conversion_machinery_nor_pydantic(
     """The public names load on first use, and typer stays below 0.29 (which builds a pydantic
     adapter per parameter on every run): `qconv info` and `--version` start in a fraction of
     the time a conversion needs to load."""
-    launcher = "import sys, qconv_launcher; sys.exit(qconv_launcher.main())"  # the console script
+    launcher = "import sys, qconv.launcher; sys.exit(qconv.launcher.main())"  # the console script
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", launcher, *args],
         capture_output=True,

@@ -27,6 +27,7 @@ from qconv.errors import (
     UsageError,
     printable,
 )
+from qconv.signals import heeded_signals
 
 # Exit codes, looked up along the exception's MRO so subclasses inherit their parent's code.
 EXIT_CODES: dict[type[QconvError], int] = {
@@ -60,24 +61,12 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
-def heeded_signals() -> list[int]:
-    """Of Ctrl-C, SIGTERM and SIGHUP, those this process was not started ignoring.
-
-    ``nohup`` starts a command with SIGHUP ignored, and a non-interactive shell starts its
-    background jobs with Ctrl-C ignored: such a run must go on through the signal, as Python
-    itself leaves an ignored Ctrl-C ignored. The launcher and the CLI never set SIG_IGN before
-    they are done, so an ignored signal here is one the process was given.
-    """
-    wanted = [signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)]
-    return [s for s in wanted if s is not None and signal.getsignal(s) is not signal.SIG_IGN]
-
-
 @contextlib.contextmanager
 def _ctrl_c_raises() -> Iterator[None]:
     """Within a command, Ctrl-C raises KeyboardInterrupt where the program is (Python's default),
     for reported_errors and handled_signals to clean up and report. Outside (loading, parsing the
     flags, exiting) the ``qconv`` launcher's handler stays, which exits at once without a
-    traceback (qconv_launcher.py); a handler the command installed on purpose is left alone."""
+    traceback (qconv/launcher.py); a handler the command installed on purpose is left alone."""
     if threading.current_thread() is not threading.main_thread() or (
         signal.SIGINT not in heeded_signals()
     ):
@@ -114,7 +103,7 @@ def reported_errors() -> Iterator[None]:
 def handled_signals() -> Iterator[Callable[[], None]]:
     """Ctrl-C, SIGTERM and SIGHUP interrupt the main thread once; repeats are ignored.
 
-    A signal the process was started ignoring stays ignored (see :func:`heeded_signals`).
+    A signal the process was started ignoring stays ignored (see qconv/signals.py).
 
     The first signal raises where the program is, so the workers are stopped and the temporary
     file removed; a second Ctrl-C during that cleanup must neither hang it nor print a traceback.
